@@ -1,0 +1,36 @@
+# Two commands for a fresh machine: `make demo` and `make test` (each sets everything up).
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+export DAGSTER_HOME := $(CURDIR)/var/dagster
+export LAION_ASSETS_VAR := $(CURDIR)/var
+
+.PHONY: setup demo test lint ui bench clean
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+demo: setup
+	$(VENV)/bin/laion-assets demo
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+ui: setup
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: setup
+	$(VENV)/bin/python benchmarks/bench_extract.py
+
+clean:
+	rm -rf var .bench

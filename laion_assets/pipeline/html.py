@@ -18,6 +18,8 @@ from laion_assets.pipeline.urls import UrlRejected, resolve
 
 LAZY_ATTRIBUTES = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-url")
 SRCSET_ATTRIBUTES = ("srcset", "data-srcset", "data-lazy-srcset")
+_ASCII_WHITESPACE = " \t\n\r\x0c"
+_SRCSET_SEPARATORS = _ASCII_WHITESPACE + ","
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,21 +68,45 @@ def choose_url(attrs: dict[str, str | None], base_url: str) -> tuple[str | None,
 
 
 def widest_candidate(srcset: str) -> str:
-    """The URL of the widest `srcset` candidate (by `w`, else by `x` density, else the first)."""
+    """The URL of the widest `srcset` candidate (by `w`, else by `x` density, else the first).
+
+    Candidates are split as the HTML standard does: a URL is a run of non-whitespace (it may
+    hold commas, as CDN URLs like `/w_400,h_300/a.jpg` do) and its descriptors run to the
+    next comma.
+    """
     best, best_size = "", -1.0
-    for item in srcset.split(","):
-        parts = item.split()
-        if not parts:
-            continue
+    for url, descriptors in _srcset_candidates(srcset):
         size = 0.0
-        if len(parts) > 1 and parts[1][-1:] in ("w", "x"):
+        parts = descriptors.split()
+        if parts and parts[0][-1:] in ("w", "x"):
             try:
-                size = float(parts[1][:-1]) * (1.0 if parts[1].endswith("w") else 1e-6)
+                size = float(parts[0][:-1]) * (1.0 if parts[0].endswith("w") else 1e-6)
             except ValueError:
                 size = 0.0
         if size > best_size:
-            best, best_size = parts[0], size
+            best, best_size = url, size
     return best
+
+
+def _srcset_candidates(srcset: str) -> Iterator[tuple[str, str]]:
+    """(url, descriptors) of each candidate, per the standard's srcset parsing (simplified)."""
+    pos, end = 0, len(srcset)
+    while True:
+        while pos < end and srcset[pos] in _SRCSET_SEPARATORS:
+            pos += 1
+        if pos >= end:
+            return
+        url_end = pos
+        while url_end < end and srcset[url_end] not in _ASCII_WHITESPACE:
+            url_end += 1
+        url, pos = srcset[pos:url_end], url_end
+        if url.endswith(","):  # "a.jpg, b.jpg 2x": a comma right after the URL ends it
+            yield url.rstrip(","), ""
+            continue
+        comma = srcset.find(",", pos)
+        comma = end if comma < 0 else comma
+        yield url, srcset[pos:comma]
+        pos = comma + 1
 
 
 def _base_url(tree: LexborHTMLParser, page_url: str) -> str:
@@ -96,6 +122,6 @@ def _base_url(tree: LexborHTMLParser, page_url: str) -> str:
 
 def _dimension(attrs: dict[str, str | None], name: str) -> int | None:
     value = (attrs.get(name) or "").strip().removesuffix("px")
-    if value.isdigit() and len(value) < 7:
+    if value.isascii() and value.isdigit() and len(value) < 7:  # "²".isdigit() is True
         return int(value)
     return None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 _WHITESPACE = re.compile(r"\s+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
+# Not \x0b, \x0c, \x1c-\x1f, U+2028, U+2029: those are whitespace (`\s`), so they separate words.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x7f\u200b-\u200f\ufeff]")
 
 
 def normalize_alt(value: str) -> str:

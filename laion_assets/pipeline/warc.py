@@ -242,12 +242,12 @@ def _iter_plain(reader: _Buffer, cap: int) -> Iterator[WarcRecord | WarcSkip]:
         headers, body_start, length = parsed
         reader.skip(body_start)
         block = reader.peek(min(length, cap))
-        if len(block) < min(length, cap):
+        reader.skip(length)
+        if reader.offset < offset + body_start + length:  # also when the block is over the cap
             reader.rewind(offset + 1)
             detail = f"Content-Length {length} runs past the end of the file"
             yield _resync(reader, b"WARC/", "truncated_record", detail, offset)
             continue
-        reader.skip(length)
         if reader.peek(4) != b"\r\n\r\n" and reader.peek(1):
             reader.rewind(offset + 1)
             detail = f"Content-Length {length} is not followed by the record separator"

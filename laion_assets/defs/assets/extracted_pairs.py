@@ -79,7 +79,7 @@ def extracted_pairs(
             "shard": shard, "rows": result.rows, "file": output.file(PAIRS_FILE),
             "stats": result.stats.to_dict(), "skips": result.skips, "config": rules.to_dict(),
             "data_version": version, "upstream_data_version": upstream["data_version"],
-            "run_id": context.run_id,
+            "run_id": context.run.run_id,
         })
     path = manifest["file"]
     stats = result.stats.to_dict()

@@ -38,7 +38,7 @@ def warc_shards(
     total = sum(f["size"] for f in files)
     with store.stage_output(STAGE, shard.key) as output:
         output.commit({"shard": shard.key, "crawl": shard.crawl, "files": files,
-                       "bytes": total, "data_version": version, "run_id": context.run_id})
+                       "bytes": total, "data_version": version, "run_id": context.run.run_id})
     context.log.info("shard %s: %d WARC files, %d bytes", shard.key, len(files), total)
     table = "\n".join(f"| {f['uri']} | {f['size']:,} | `{f['sha256'][:16]}…` |" for f in files)
     return MaterializeResult(

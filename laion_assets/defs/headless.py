@@ -13,7 +13,6 @@ from laion_assets.defs.partitions import SHARDS
 from laion_assets.defs.registration import shards_to_add
 from laion_assets.pipeline.drops import DropError, list_drops, registered_shards
 
-
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 

@@ -2,7 +2,6 @@
 
 from dagster import AssetSelection, define_asset_job
 
-
 shard_pipeline_job = define_asset_job(
     "shard_pipeline",
     selection=AssetSelection.groups("crawl"),

@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
+from laion_assets.pipeline.captures import CaptureIndexer
 from laion_assets.pipeline.charset import decode_html
 from laion_assets.pipeline.dedup import DedupWriter
 from laion_assets.pipeline.html import iter_image_candidates
@@ -67,8 +68,9 @@ class Page:
 class PairExtractor:
     """Turns WARC records into pair rows, counting every dropped record and candidate."""
 
-    def __init__(self, config: ExtractConfig, crawl: str, shard: str) -> None:
-        self.config, self.crawl, self.shard = config, crawl, shard
+    def __init__(self, config: ExtractConfig, crawl: str, shard: str,
+                 captures: CaptureIndexer | None = None) -> None:
+        self.config, self.crawl, self.shard, self.captures = config, crawl, shard, captures
         self.language = LanguageIdentifier(config.min_language_score)
         self.stats = StageStats()
         self.skips: list[dict] = []
@@ -80,6 +82,8 @@ class PairExtractor:
                 self._skip(warc_file, item.offset, item.reason, item.detail)
                 continue
             self.stats.counts["records"] += 1
+            if self.captures is not None:
+                self.captures.observe(item, warc_file)
             page = self._page(item, warc_file)
             if page is not None:
                 yield from self._rows(page, warc_file)
@@ -158,9 +162,14 @@ def extract_shard(
     shard: str,
     config: ExtractConfig = ExtractConfig(),
     input_bytes: int = 0,
+    captures_sink: BinaryIO | None = None,
 ) -> ExtractResult:
-    """Extract, deduplicate by `pair_id` and write a shard's pairs to `sink` as parquet."""
-    extractor = PairExtractor(config, crawl, shard)
+    """Extract, deduplicate by `pair_id` and write a shard's pairs to `sink` as parquet.
+
+    With `captures_sink`, the shard's image responses are indexed there too (`captures.py`).
+    """
+    captures = CaptureIndexer(captures_sink) if captures_sink is not None else None
+    extractor = PairExtractor(config, crawl, shard, captures)
     buckets = _bucket_count(input_bytes)
     writer = DedupWriter(EXTRACTED_PAIRS_SCHEMA, "pair_id", buckets)
     try:
@@ -169,6 +178,9 @@ def extract_shard(
                 writer.write(batch)
             extractor.stats.counts["warc_files"] += 1
         rows = writer.finish(sink)
+        if captures is not None:
+            captures.close()
+            extractor.stats.counts["image_captures"] = captures.count
     finally:
         writer.close()
     stats = extractor.stats

@@ -41,9 +41,11 @@ def iter_image_candidates(html: str, page_url: str) -> Iterator[ImageCandidate]:
     for node in tree.css("img"):
         attrs = node.attributes
         url, source, reason = choose_url(attrs, base_url)
+        alt = attrs.get("alt")
+        if alt is None and "alt" in attrs:  # a bare `alt` (no "=") is an empty alt, not none
+            alt = ""
         yield ImageCandidate(
-            url, source, reason, attrs.get("alt"), _dimension(attrs, "width"),
-            _dimension(attrs, "height"),
+            url, source, reason, alt, _dimension(attrs, "width"), _dimension(attrs, "height"),
         )
 
 

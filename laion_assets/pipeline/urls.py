@@ -28,6 +28,10 @@ def resolve(raw: str, base: str) -> str:
     head = value[:11].lower()
     if head.startswith("data:"):
         raise UrlRejected("data_uri", value[:64])
+    # browsers read "\" as "/" before the query in http(s) URLs ("..\img\a.jpg"); urljoin does not
+    split = re.search(r"[?#]", value)
+    end = split.start() if split else len(value)
+    value = value[:end].replace("\\", "/") + value[end:]
     try:
         absolute = urljoin(base, value)
     except ValueError as exc:

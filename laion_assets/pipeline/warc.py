@@ -39,6 +39,7 @@ class WarcRecord:
     headers: dict[str, str]
     block: bytes
     block_length: int  # the record's true block length (bytes), even when `block` is capped
+    stored_length: int = 0  # bytes the record takes in the file (its gzip member), for ranged reads
 
     @property
     def rec_type(self) -> str:
@@ -67,8 +68,9 @@ def iter_warc(
     comes out with its first `max_block_bytes` bytes and its true `block_length`.
     """
     reader = _Buffer(stream)
-    head = reader.peek(2)
-    if head[:2] == GZIP_MAGIC[:2]:
+    head = reader.peek(READ_CHUNK)
+    gzip_at, plain_at = head.find(GZIP_MAGIC), head.find(b"WARC/")
+    if gzip_at >= 0 and (plain_at < 0 or gzip_at < plain_at):
         yield from _iter_gzip_members(reader, max_block_bytes)
     else:
         yield from _iter_plain(reader, max_block_bytes)
@@ -161,7 +163,7 @@ def _iter_gzip_members(reader: _Buffer, cap: int) -> Iterator[WarcRecord | WarcS
             yield WarcSkip(offset, "truncated_gzip_member", "file ends inside a gzip member")
             return
         data, total = member
-        yield from _records_in_member(offset, data, total, cap)
+        yield from _records_in_member(offset, data, total, cap, reader.offset - offset)
 
 
 def _inflate_member(reader: _Buffer, cap: int) -> tuple[bytes, int] | None:
@@ -187,11 +189,14 @@ def _inflate_member(reader: _Buffer, cap: int) -> tuple[bytes, int] | None:
 
 
 def _records_in_member(
-    offset: int, data: bytes, total: int, cap: int
+    offset: int, data: bytes, total: int, cap: int, stored: int
 ) -> Iterator[WarcRecord | WarcSkip]:
     """Split one member's bytes into records (normally exactly one)."""
     pos = 0
     for _ in range(MAX_MEMBER_RECORDS):
+        if pos and total > len(data) and pos + MAX_HEADER_BYTES > len(data):
+            yield _oversized_member(offset, total, len(data))
+            return
         parsed = _parse_headers(data, pos)
         if isinstance(parsed, str):
             yield WarcSkip(offset, "invalid_warc_header", parsed)
@@ -214,11 +219,23 @@ def _records_in_member(
                 f"Content-Length {length} ends {len(rest)} bytes before the gzip member does",
             )
             return
-        yield WarcRecord(offset, headers, data[body_start : min(end, body_start + cap)], length)
+        block = data[body_start : min(end, body_start + cap)]
+        yield WarcRecord(offset, headers, block, length, stored)
+        if end > len(data) and total > end + 4:  # more records after bytes that were not kept
+            yield _oversized_member(offset, total, len(data))
+            return
         if not stripped:
             return  # the member ends with this block (or its tail was not kept: capped)
         pos = end + len(rest) - len(stripped)
     yield WarcSkip(offset, "too_many_records_in_member", f"over {MAX_MEMBER_RECORDS} records")
+
+
+def _oversized_member(offset: int, total: int, kept: int) -> WarcSkip:
+    return WarcSkip(
+        offset, "oversized_gzip_member",
+        f"one gzip member holds several records and {total} bytes; only {kept} were read "
+        "(recompress the file with one gzip member per record)",
+    )
 
 
 # -- uncompressed -----------------------------------------------------------------------
@@ -254,7 +271,7 @@ def _iter_plain(reader: _Buffer, cap: int) -> Iterator[WarcRecord | WarcSkip]:
             yield _resync(reader, b"WARC/", "content_length_mismatch", detail, offset)
             continue
         reader.skip(4)
-        yield WarcRecord(offset, headers, block, length)
+        yield WarcRecord(offset, headers, block, length, reader.offset - offset)
 
 
 # -- shared ----------------------------------------------------------------------------

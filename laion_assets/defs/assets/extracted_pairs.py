@@ -28,6 +28,7 @@ from laion_assets.pipeline.pairs import EXTRACTED_PAIRS_SCHEMA
 
 STAGE = "extracted_pairs"
 PAIRS_FILE = "pairs.parquet"
+CAPTURES_FILE = "captures.parquet"
 EXTRACTOR_VERSION = "1"
 
 
@@ -69,14 +70,16 @@ def extracted_pairs(
     version = _data_version(upstream["data_version"], rules)
     fs_options = crawl_drops.storage_options
     with store.stage_output(STAGE, shard) as output:
-        with output.open(PAIRS_FILE) as sink:
+        with output.open(PAIRS_FILE) as sink, output.open(CAPTURES_FILE) as captures:
             result = extract_shard(
                 [f["uri"] for f in upstream["files"]], sink,
                 open_file=lambda uri: _open(uri, fs_options), crawl=upstream["crawl"],
                 shard=shard, config=rules, input_bytes=upstream["bytes"],
+                captures_sink=captures,
             )
         manifest = output.commit({
             "shard": shard, "rows": result.rows, "file": output.file(PAIRS_FILE),
+            "captures_file": output.file(CAPTURES_FILE),
             "stats": result.stats.to_dict(), "skips": result.skips, "config": rules.to_dict(),
             "data_version": version, "upstream_data_version": upstream["data_version"],
             "run_id": context.run.run_id,
@@ -91,6 +94,7 @@ def extracted_pairs(
             "pages": pages,
             "pairs_per_page": MetadataValue.float(round(result.rows / pages, 3) if pages else 0.0),
             "candidates": stats["counts"].get("candidates", 0),
+            "image_captures": stats["counts"].get("image_captures", 0),
             "dropped_by_reason": MetadataValue.md(counts_table(stats["dropped"], "reason")),
             "skipped_records": MetadataValue.md(counts_table(stats["skipped_records"], "reason")),
             "languages": MetadataValue.md(counts_table(stats["languages"], "language", 20)),

@@ -5,6 +5,11 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 export DAGSTER_HOME := $(CURDIR)/var/dagster
 export LAION_ASSETS_VAR := $(CURDIR)/var
+# Offline by default here: images come from the drop's own WARC captures, and CLIP runs with
+# seeded random weights (no download). Production names real weights: see infra/production.env.
+export LAION_ASSETS_FETCH_SOURCES ?= replay
+export LAION_ASSETS_CLIP_PRETRAINED ?= none
+export LAION_ASSETS_CLIP_BATCH_SIZE ?= 32
 
 .PHONY: setup demo test lint ui bench clean
 

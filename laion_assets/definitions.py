@@ -2,10 +2,17 @@
 
 from dagster import Definitions
 
+from laion_assets.defs.assets.clip_scored_pairs import clip_scored_pairs
+from laion_assets.defs.assets.downloaded_images import downloaded_images
 from laion_assets.defs.assets.extracted_pairs import extracted_pairs
 from laion_assets.defs.assets.warc_shards import warc_shards
 from laion_assets.defs.jobs import shard_pipeline_job
-from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
+from laion_assets.defs.resources import (
+    ClipModelResource,
+    CrawlDropsResource,
+    DatasetStoreResource,
+    ImageFetcherResource,
+)
 from laion_assets.defs.sensors import crawl_drop_sensor
 from laion_assets.settings import Settings, from_environment
 
@@ -13,7 +20,7 @@ from laion_assets.settings import Settings, from_environment
 def build_definitions(settings: Settings) -> Definitions:
     """Definitions wired to `settings` (tests build their own; Dagster loads `defs`)."""
     return Definitions(
-        assets=[warc_shards, extracted_pairs],
+        assets=[warc_shards, extracted_pairs, downloaded_images, clip_scored_pairs],
         jobs=[shard_pipeline_job],
         sensors=[crawl_drop_sensor],
         resources={
@@ -22,6 +29,14 @@ def build_definitions(settings: Settings) -> Definitions:
             "crawl_drops": CrawlDropsResource(
                 location=settings.drops, shard_size=settings.shard_size,
                 listing_base=settings.listing_base, s3_endpoint=settings.s3_endpoint,
+            ),
+            "image_fetcher": ImageFetcherResource(
+                sources=list(settings.fetch_sources),
+                allowed_networks=list(settings.allowed_networks),
+            ),
+            "clip_model": ClipModelResource(
+                model=settings.clip_model, pretrained=settings.clip_pretrained,
+                device=settings.clip_device, batch_size=settings.clip_batch_size,
             ),
         },
     )

@@ -8,6 +8,12 @@
 | LAION_ASSETS_SHARD_SIZE     | 1                  | WARC files per shard (~64 for Common Crawl) |
 | LAION_ASSETS_LISTING_BASE   | the drop's folder  | base for listing paths (s3://commoncrawl/) |
 | LAION_ASSETS_S3_ENDPOINT    | (AWS)              | endpoint of an S3-compatible server       |
+| LAION_ASSETS_FETCH_SOURCES  | replay,live        | image sources, in order                   |
+| LAION_ASSETS_ALLOWED_NETWORKS | (none)           | CIDRs the fetcher may reach (private ones) |
+| LAION_ASSETS_CLIP_MODEL     | ViT-B-32           | open_clip model name                      |
+| LAION_ASSETS_CLIP_PRETRAINED | laion2b_s34b_b79k | open_clip tag, file, s3:// URI, or `none` |
+| LAION_ASSETS_CLIP_DEVICE    | auto               | auto (CUDA if present), cuda, cpu         |
+| LAION_ASSETS_CLIP_BATCH_SIZE | 256               | pairs per batch                           |
 """
 
 from __future__ import annotations
@@ -24,6 +30,12 @@ class Settings:
     shard_size: int
     listing_base: str | None
     s3_endpoint: str | None
+    fetch_sources: tuple[str, ...] = ("replay", "live")
+    allowed_networks: tuple[str, ...] = ()
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str | None = "laion2b_s34b_b79k"
+    clip_device: str = "auto"
+    clip_batch_size: int = 256
 
 
 def from_environment() -> Settings:
@@ -34,7 +46,22 @@ def from_environment() -> Settings:
         shard_size=int(os.environ.get("LAION_ASSETS_SHARD_SIZE", "1")),
         listing_base=os.environ.get("LAION_ASSETS_LISTING_BASE") or None,
         s3_endpoint=os.environ.get("LAION_ASSETS_S3_ENDPOINT") or None,
+        fetch_sources=_words(os.environ.get("LAION_ASSETS_FETCH_SOURCES", "replay,live")),
+        allowed_networks=_words(os.environ.get("LAION_ASSETS_ALLOWED_NETWORKS", "")),
+        clip_model=os.environ.get("LAION_ASSETS_CLIP_MODEL", "ViT-B-32"),
+        clip_pretrained=_none(os.environ.get("LAION_ASSETS_CLIP_PRETRAINED",
+                                             "laion2b_s34b_b79k")),
+        clip_device=os.environ.get("LAION_ASSETS_CLIP_DEVICE", "auto"),
+        clip_batch_size=int(os.environ.get("LAION_ASSETS_CLIP_BATCH_SIZE", "256")),
     )
+
+
+def _words(value: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in value.split(",") if w.strip())
+
+
+def _none(value: str) -> str | None:
+    return None if value.strip().lower() in ("", "none") else value
 
 
 def storage_options(s3_endpoint: str | None) -> dict:

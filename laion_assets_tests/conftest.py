@@ -32,7 +32,8 @@ def drops_dir(tmp_path, sample_drop_template) -> Path:
 @pytest.fixture
 def settings(tmp_path, drops_dir) -> Settings:
     return Settings(store=str(tmp_path / "store"), drops=str(drops_dir), shard_size=1,
-                    listing_base=None, s3_endpoint=None)
+                    listing_base=None, s3_endpoint=None, fetch_sources=("replay",),
+                    clip_pretrained=None, clip_batch_size=32)
 
 
 @pytest.fixture

@@ -104,7 +104,11 @@ class LoopbackServer:
 
     def start(self) -> LoopbackServer:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        try:
+            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

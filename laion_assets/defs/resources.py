@@ -1,10 +1,16 @@
-"""Resources: the dataset store and the crawl drops location."""
+"""Resources: the dataset store, the crawl drops location, the image fetcher, CLIP."""
 
 
-from dagster import ConfigurableResource
+from functools import cache
+
+from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field
 
+from laion_assets.pipeline.clip import ClipModelSpec, ClipScorer, load_clip
+from laion_assets.pipeline.download import DownloadConfig
 from laion_assets.pipeline.drops import CrawlDrop, list_drops
+from laion_assets.pipeline.fetch_live import DEFAULT_USER_AGENT, LiveFetchConfig
+from laion_assets.pipeline.images import ImagePolicy
 from laion_assets.pipeline.store import DatasetStore
 from laion_assets.settings import storage_options
 
@@ -39,3 +45,75 @@ class CrawlDropsResource(ConfigurableResource):
 
     def drops(self) -> list[CrawlDrop]:
         return list_drops(self.location, self.storage_options)
+
+
+class ImageFetcherResource(ConfigurableResource):
+    """How images are fetched: sources in order, crawler manners, address and image safety."""
+
+    sources: list[str] = Field(default=["replay", "live"],
+                               description="tried in order: replay (WARC captures), live")
+    user_agent: str = Field(default=DEFAULT_USER_AGENT,
+                            description="identifying User-Agent with a contact URL")
+    max_concurrency: int = Field(default=64, description="requests in flight overall")
+    per_host_concurrency: int = Field(default=4, description="requests in flight per host")
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    total_timeout: float = 30.0
+    max_bytes: int = Field(default=16 << 20, description="byte cap, enforced while streaming")
+    max_redirects: int = 5
+    respect_x_robots_tag: bool = Field(default=True,
+                                       description="honour noai, noimageai, noindex, ...")
+    retries: int = 2
+    allowed_networks: list[str] = Field(
+        default=[], description="CIDRs exempt from the private-address refusal (none by default)")
+    min_image_bytes: int = Field(default=5_000, description="LAION: images under 5 KB dropped")
+    max_pixels: int = Field(default=50_000_000, description="decompression-bomb limit")
+    resize: int = Field(default=256, description="side of the resized image for scoring")
+    resize_mode: str = Field(default="center_crop", description="img2dataset's resize modes")
+    images_per_tar: int = 10_000
+
+    def download_config(self) -> DownloadConfig:
+        live = LiveFetchConfig(
+            user_agent=self.user_agent, max_concurrency=self.max_concurrency,
+            per_host_concurrency=self.per_host_concurrency,
+            connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+            total_timeout=self.total_timeout, max_bytes=self.max_bytes,
+            max_redirects=self.max_redirects, respect_x_robots_tag=self.respect_x_robots_tag,
+            retries=self.retries, allowed_networks=tuple(self.allowed_networks),
+        )
+        policy = ImagePolicy(min_bytes=self.min_image_bytes, max_pixels=self.max_pixels,
+                             resize=self.resize, resize_mode=self.resize_mode)
+        return DownloadConfig(sources=tuple(self.sources), policy=policy, live=live,
+                              images_per_tar=self.images_per_tar)
+
+
+class ClipModelResource(ConfigurableResource):
+    """The CLIP model (the GPU resource), loaded once per process."""
+
+    model: str = Field(default="ViT-B-32", description="open_clip model name")
+    pretrained: str | None = Field(
+        default="laion2b_s34b_b79k",
+        description="open_clip tag, local file, s3:// URI, or None for seeded random weights")
+    device: str = Field(default="auto", description="auto: CUDA if available, else CPU")
+    precision: str = Field(default="auto", description="auto: fp16 on CUDA, fp32 on CPU")
+    batch_size: int = 256
+    num_workers: int = Field(default=1, description="image decoding workers")
+    seed: int = Field(default=0, description="seed of the random weights when untrained")
+    cache_dir: str | None = None
+
+    def spec(self) -> ClipModelSpec:
+        return ClipModelSpec(model=self.model, pretrained=self.pretrained, device=self.device,
+                             precision=self.precision, batch_size=self.batch_size,
+                             seed=self.seed, num_workers=self.num_workers,
+                             cache_dir=self.cache_dir)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self.scorer()  # load (once per process) before the step starts
+
+    def scorer(self) -> ClipScorer:
+        return _load_once(self.spec())
+
+
+@cache
+def _load_once(spec: ClipModelSpec) -> ClipScorer:
+    return load_clip(spec)

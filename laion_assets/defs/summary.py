@@ -2,22 +2,35 @@
 
 from dagster import Definitions
 
+from laion_assets.defs.assets.clip_scored_pairs import STAGE as CLIP_SCORED_PAIRS
+from laion_assets.defs.assets.downloaded_images import STAGE as DOWNLOADED_IMAGES
 from laion_assets.defs.assets.extracted_pairs import STAGE as EXTRACTED_PAIRS
 from laion_assets.defs.assets.warc_shards import STAGE as WARC_SHARDS
+
+STAGES = (WARC_SHARDS, EXTRACTED_PAIRS, DOWNLOADED_IMAGES, CLIP_SCORED_PAIRS)
+COLUMNS = ("files", "MB", "pages", "pairs", "images", "scored", "sim")
 
 
 def print_summary(defs: Definitions, shards: list[str]) -> None:
     store = defs.resources["dataset_store"].store()
-    total_rows = total_pages = 0
-    print(f"\n{'shard':<28} {'files':>5} {'MB':>7} {'pages':>6} {'pairs':>7}  output")
+    totals = dict.fromkeys(("pages", "pairs", "images", "scored"), 0)
+    print(f"\n{'shard':<24}" + "".join(f"{c:>8}" for c in COLUMNS))
+    model = None
     for key in shards:
-        raw, pairs = store.current(WARC_SHARDS, key), store.current(EXTRACTED_PAIRS, key)
-        if raw is None or pairs is None:
-            print(f"{key:<28} (not materialized)")
+        raw, pairs, images, scored = (store.current(stage, key) for stage in STAGES)
+        if None in (raw, pairs, images, scored):
+            print(f"{key:<24} (not fully materialized)")
             continue
-        pages = pairs["stats"]["counts"].get("html_pages", 0)
-        total_rows += pairs["rows"]
-        total_pages += pages
-        print(f"{key:<28} {len(raw['files']):>5} {raw['bytes'] / 2**20:>7.2f} {pages:>6} "
-              f"{pairs['rows']:>7}  {store.uri(pairs['file'])}")
-    print(f"{'total':<28} {'':>5} {'':>7} {total_pages:>6} {total_rows:>7}")
+        row = {"files": len(raw["files"]), "MB": f"{raw['bytes'] / 2**20:.2f}",
+               "pages": pairs["stats"]["counts"].get("html_pages", 0), "pairs": pairs["rows"],
+               "images": images["ok"], "scored": scored["rows"],
+               "sim": f"{scored['similarity_mean'] or 0:.3f}"}
+        for name in totals:
+            totals[name] += row[name]
+        model = scored["model"]
+        print(f"{key:<24}" + "".join(f"{row[c]:>8}" for c in COLUMNS))
+    print(f"{'total':<24}{'':>8}{'':>8}" + "".join(f"{totals[c]:>8}" for c in totals))
+    print(f"\ndataset store: {store.uri('')}")
+    if model:
+        print(f"CLIP model: {model['model']} pretrained={model['pretrained']} "
+              f"weights={model['weights_sha256'][:16]} on {model['device']} ({model['precision']})")

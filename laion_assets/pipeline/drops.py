@@ -16,7 +16,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 
@@ -127,6 +127,11 @@ def register_drop(
         registry["updated_at"] = datetime.now(UTC).isoformat()
         store.write_json_atomic(_registry_path(drop.crawl), registry)
     return shards
+
+
+def open_uri(uri: str, storage_options: dict[str, Any] | None = None) -> BinaryIO:
+    """Open a WARC file by URI (a local path or any fsspec URL such as s3://) for reading."""
+    return fsspec.open(uri, "rb", **(storage_options or {})).open()
 
 
 def observe_files(

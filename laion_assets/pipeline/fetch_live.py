@@ -82,7 +82,7 @@ class LiveFetchConfig:
     per_host_concurrency: int = 4
     connect_timeout: float = 5.0
     read_timeout: float = 10.0  # between bytes
-    total_timeout: float = 30.0  # whole request incl. redirects and body, per attempt
+    total_timeout: float = 30.0  # network time for redirects and body, per attempt
     max_bytes: int = 16 << 20  # enforced while streaming
     max_redirects: int = 5
     respect_x_robots_tag: bool = True
@@ -116,7 +116,7 @@ class LiveFetchResult:
     detail: str  # human-readable explanation of the reason
     http_status: int | None  # status of the last response received, if any
     final_url: str  # the last URL fetched, or the redirect target that was refused
-    content_type: str | None  # Content-Type header of the final response, as sent
+    content_type: str | None  # Content-Type of the final response as sent, failures included
     body: bytes  # empty unless ok
     transient: bool  # worth retrying in a later run
     fetched_at: datetime  # UTC, when the result was settled
@@ -177,6 +177,7 @@ class _Failure(Exception):
         self.detail = detail
         self.transient = transient
         self.status = status
+        self.content_type: str | None = None  # of the response that failed, if any
 
 
 @dataclass
@@ -194,7 +195,7 @@ class _Outcome:
     @classmethod
     def failed(cls, url: str, failure: _Failure, status: int | None) -> _Outcome:
         return cls(url, failure.status or status, failure.reason, failure.detail,
-                   failure.transient)
+                   failure.transient, failure.content_type)
 
     def result(self, url: str, attempts: int) -> LiveFetchResult:
         ok = self.reason is None
@@ -257,7 +258,7 @@ def _check_url(url: URL, policy: AddressPolicy) -> URL:
     if reason := check_port(url.port):
         raise _Failure("blocked_port", reason)
     try:
-        reason = check_host(url.host or url.raw_host, policy)
+        reason = check_host(url.raw_host, policy)  # IDNA-encoded, as DNS will see it
     except InvalidHost as exc:
         raise _Failure("invalid_url", str(exc)) from None
     if reason:
@@ -527,14 +528,17 @@ class _Fetcher:
 
     async def final(self, resp: aiohttp.ClientResponse, url: URL) -> _Outcome:
         """Check the last response of the chain and stream its body under the byte cap."""
-        status = resp.status
-        if not 200 <= status <= 299:
-            raise _Failure(f"http_{status}", resp.reason or "", status=status,
-                           transient=_retryable_status(status))
-        self.check_robots(resp.headers, status)
-        body = await _read_capped(resp, self.config.max_bytes)
-        return _Outcome(str(url), status, content_type=resp.headers.get("Content-Type"),
-                        body=body)
+        status, content_type = resp.status, resp.headers.get("Content-Type")
+        try:
+            if not 200 <= status <= 299:
+                raise _Failure(f"http_{status}", resp.reason or "", status=status,
+                               transient=_retryable_status(status))
+            self.check_robots(resp.headers, status)
+            body = await _read_capped(resp, self.config.max_bytes)
+        except _Failure as failure:
+            failure.content_type = content_type
+            raise
+        return _Outcome(str(url), status, content_type=content_type, body=body)
 
     def check_robots(self, headers: CIMultiDictProxy[str], status: int) -> None:
         if not self.config.respect_x_robots_tag:

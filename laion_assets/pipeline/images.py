@@ -67,7 +67,8 @@ class ImagePolicy:
     square; ``keep_ratio`` scales the shorter side to ``resize``; ``keep_ratio_largest`` scales
     the longer side to ``resize``; ``border`` does the latter then pads to a white square.
     Smaller images are scaled up, as img2dataset does by default. ``jpeg_quality`` is also the
-    WebP quality. ``formats`` lists the Pillow formats tried (None: every installed plugin).
+    WebP quality. ``formats`` lists the Pillow formats tried; None tries every plugin, EPS
+    included, which runs Ghostscript on the bytes when it is installed.
     """
 
     min_bytes: int = 5_000
@@ -134,7 +135,10 @@ class ImageRejected(Exception):
         return type(self), (self.reason, self.detail)
 
 
-def process_image(data: bytes, policy: ImagePolicy = ImagePolicy()) -> ProcessedImage:  # noqa: B008
+DEFAULT_POLICY = ImagePolicy()
+
+
+def process_image(data: bytes, policy: ImagePolicy = DEFAULT_POLICY) -> ProcessedImage:
     """Decode, check, hash (sha256, md5, PDQ) and resize `data`; raises only ImageRejected."""
     if len(data) < policy.min_bytes:
         raise ImageRejected("too_few_bytes", f"{len(data)} < {policy.min_bytes}")

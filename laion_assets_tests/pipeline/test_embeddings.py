@@ -134,10 +134,10 @@ def test_too_many_rows_raises_at_write(tmp_path):
 
 
 def test_an_error_in_the_block_is_not_masked_by_the_count_check(tmp_path):
-    with pytest.raises(RuntimeError, match="scoring failed"):
-        with EmbeddingWriter(LocalFolder(tmp_path), 10, DIM) as writer:
-            writer.write(_batches(4, 4)[0])
-            raise RuntimeError("scoring failed")
+    writer = EmbeddingWriter(LocalFolder(tmp_path), 10, DIM)
+    with pytest.raises(RuntimeError, match="scoring failed"), writer:
+        writer.write(_batches(4, 4)[0])
+        raise RuntimeError("scoring failed")
 
 
 def test_bad_shapes_are_refused(tmp_path):

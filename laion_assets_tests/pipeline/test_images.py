@@ -168,6 +168,13 @@ def test_large_jpeg_reports_original_size_and_a_close_pdq():
     assert np.abs(_mean(drafted) - _mean(full)).max() < 3
 
 
+def test_camera_mpo_jpegs_open_as_jpeg():
+    frames = [_photo(1280, 1024, seed=seed) for seed in (1, 2)]
+    data = _encode(frames[0], "MPO", save_all=True, append_images=frames[1:])
+    result = process_image(data)
+    assert (result.format, result.frames, result.width, result.height) == ("MPO", 2, 1280, 1024)
+
+
 def test_too_few_bytes():
     assert _rejected(b"\xff\xd8" + b"x" * 100, ImagePolicy()).reason == "too_few_bytes"
 
@@ -218,6 +225,13 @@ def test_pillow_warning_becomes_an_error_above_its_limit():
     # 100M pixels: over Pillow's 89.5M warning threshold, under its 179M error threshold
     generous = ImagePolicy(max_pixels=200_000_000)
     assert _rejected(_blank_png(10_000, 10_000), generous).reason == "decompression_bomb"
+
+
+def test_png_text_chunk_bomb():
+    png = _blank_png(64, 64)
+    text = _chunk(b"zTXt", b"comment\x00\x00" + zlib.compress(b"\x00" * 5_000_000))
+    bomb = png[:33] + text + png[33:]  # after the signature and IHDR
+    assert _rejected(bomb).reason == "decompression_bomb"
 
 
 def test_too_small():

@@ -4,7 +4,6 @@
 import hashlib
 import json
 
-import fsspec
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -23,6 +22,7 @@ from laion_assets.defs.metadata import counts_table
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
 from laion_assets.pipeline.checks import duplicate_count, schema_problems
+from laion_assets.pipeline.drops import open_uri
 from laion_assets.pipeline.extract import ExtractConfig, extract_shard
 from laion_assets.pipeline.pairs import EXTRACTED_PAIRS_SCHEMA
 
@@ -73,7 +73,7 @@ def extracted_pairs(
         with output.open(PAIRS_FILE) as sink, output.open(CAPTURES_FILE) as captures:
             result = extract_shard(
                 [f["uri"] for f in upstream["files"]], sink,
-                open_file=lambda uri: _open(uri, fs_options), crawl=upstream["crawl"],
+                open_file=lambda uri: open_uri(uri, fs_options), crawl=upstream["crawl"],
                 shard=shard, config=rules, input_bytes=upstream["bytes"],
                 captures_sink=captures,
             )
@@ -120,7 +120,3 @@ def _checks(store, path: str) -> list[AssetCheckResult]:
 def _data_version(upstream_version: str, rules: ExtractConfig) -> str:
     text = json.dumps([upstream_version, EXTRACTOR_VERSION, rules.to_dict()], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _open(uri: str, storage_options: dict):
-    return fsspec.open(uri, "rb", **storage_options).open()

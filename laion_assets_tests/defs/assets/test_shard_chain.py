@@ -1,5 +1,8 @@
-"""The per-shard chain (`warc_shards` → `extracted_pairs`) on a real Dagster instance."""
+"""The per-shard chain (`warc_shards` → … → `clip_scored_pairs`) on a real Dagster instance."""
 
+import gzip
+
+import numpy as np
 import pytest
 from dagster import AssetKey
 
@@ -11,8 +14,10 @@ SHARD = "CC-MAIN-SAMPLE/00000"
 
 @pytest.fixture
 def materialized(defs, instance, drops_dir):
+    (drops_dir / "CC-MAIN-SAMPLE" / "warc.paths.gz").write_bytes(gzip.compress(
+        b"segments/1700000000000.00/warc/CC-MAIN-SAMPLE-20261121000000-00000.warc.gz\n"))
     runs = materialize_drop(str(drops_dir / "CC-MAIN-SAMPLE"), defs, instance, log=lambda _: None)
-    assert [r.success for r in runs] == [True] * 4
+    assert [r.success for r in runs] == [True]
     return runs
 
 
@@ -24,7 +29,7 @@ def _latest(instance, asset: str, partition: str = SHARD):
     return matching[0].asset_materialization
 
 
-def test_every_shard_is_materialized_with_metadata(materialized, instance, defs):
+def test_the_shard_is_materialized_with_metadata(materialized, instance, defs):
     store = defs.resources["dataset_store"].store()
     raw = _latest(instance, "warc_shards")
     assert raw.metadata["warc_files"].value == 1
@@ -43,6 +48,30 @@ def test_every_shard_is_materialized_with_metadata(materialized, instance, defs)
     assert set(table.column("crawl").to_pylist()) == {"CC-MAIN-SAMPLE"}
 
 
+def test_images_are_replayed_and_scored(materialized, instance, defs):
+    store = defs.resources["dataset_store"].store()
+    pairs = store.read_parquet(store.require_current("extracted_pairs", SHARD)["file"])
+    images = store.require_current("downloaded_images", SHARD)
+    results = store.read_parquet(images["results_file"])
+    assert results.num_rows == len(set(pairs.column("url").to_pylist()))
+    assert set(results.column("source").to_pylist()) <= {"replay", None}
+    assert images["ok"] == results.column("status").to_pylist().count("ok") > 0
+    scored = store.require_current("clip_scored_pairs", SHARD)
+    assert scored["model"]["pretrained"] == "none"
+    assert scored["model"]["weights_sha256"] == "untrained"
+    ids = store.read_parquet(scored["files"]["ids.parquet"])
+    emb = np.load(store.path(scored["files"]["img_emb.npy"]))
+    assert emb.dtype == np.float16 and emb.shape == (ids.num_rows, 512) == (scored["rows"], 512)
+    ok_urls = {u for u, s in zip(results.column("url").to_pylist(),
+                                 results.column("status").to_pylist(), strict=True) if s == "ok"}
+    expected = {p for p, u in zip(pairs.column("pair_id").to_pylist(),
+                                  pairs.column("url").to_pylist(), strict=True) if u in ok_urls}
+    assert set(ids.column("pair_id").to_pylist()) == expected
+    meta = _latest(instance, "clip_scored_pairs").metadata
+    assert meta["model"].value["model"] == "ViT-B-32"
+    assert "| cosine | pairs |" in meta["similarity_histogram"].value
+
+
 def test_asset_checks_pass(materialized, instance):
     for check in ("schema", "pair_id_unique"):
         records = instance.event_log_storage.get_asset_check_execution_history(
@@ -56,14 +85,17 @@ def test_rematerializing_replaces_and_a_failure_keeps_the_old_output(
     store = defs.resources["dataset_store"].store()
     before = store.require_current("extracted_pairs", SHARD)
     job = defs.resolve_job_def("shard_pipeline")
-    assert job.execute_in_process(partition_key=SHARD, instance=instance).success
+    crawl_stage = [AssetKey("warc_shards"), AssetKey("extracted_pairs")]
+    assert job.execute_in_process(partition_key=SHARD, instance=instance,
+                                  asset_selection=crawl_stage).success
     after = store.require_current("extracted_pairs", SHARD)
     assert after["attempt"] != before["attempt"]
     assert after["data_version"] == before["data_version"]  # same input, same rules
     assert not store.exists(before["file"])
     warc = next((drops_dir / "CC-MAIN-SAMPLE").glob("segments/*/warc/*-00000.warc.gz"))
     warc.unlink()
-    failed = job.execute_in_process(partition_key=SHARD, instance=instance, raise_on_error=False)
+    failed = job.execute_in_process(partition_key=SHARD, instance=instance, raise_on_error=False,
+                                    asset_selection=crawl_stage)
     assert not failed.success
     errors = [str(e.event_specific_data.error.to_string()) for e in failed.all_events
               if e.event_type_value == "STEP_FAILURE"]

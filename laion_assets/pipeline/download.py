@@ -9,9 +9,11 @@ transient failures (timeouts, 5xx, 429, connection errors) and URLs never tried.
 
 from __future__ import annotations
 
+import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO, Protocol
@@ -20,7 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from laion_assets.pipeline.fetch_live import LiveFetchConfig, LiveFetchResult, fetch_live_sync
-from laion_assets.pipeline.images import ImagePolicy, ImageRejected, process_image
+from laion_assets.pipeline.images import (
+    ImagePolicy,
+    ImageRejected,
+    ProcessedImage,
+    process_image,
+)
 from laion_assets.pipeline.replay import ReplayError, ReplaySource
 from laion_assets.pipeline.webdataset import ImageTarWriter, iter_tar_images, url_key
 
@@ -66,6 +73,7 @@ class DownloadConfig:
     live: LiveFetchConfig = field(default_factory=LiveFetchConfig)
     images_per_tar: int = 10_000
     progress_seconds: float = 30.0
+    decode_workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: inline
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.sources if s not in SOURCES]
@@ -147,14 +155,15 @@ def download_shard(
     kept = _keep_previous(previous, set(wanted), outputs) if previous else set()
     todo = [u for u in wanted if u not in kept]
     progress = _Progress(len(todo), config.progress_seconds, log)
-    if "replay" in config.sources and replay is not None:
-        last = "live" not in config.sources
-        todo = _from_replay(todo, replay, config, outputs, progress, last)
-    if "live" in config.sources and todo:
-        _from_live(todo, config, outputs, progress)
-    elif todo:
-        for url in todo:
-            outputs.add(_failed(url, "not_captured", "no capture and live fetching is off"))
+    with _Decoder(config, outputs, progress) as decoder:
+        if "replay" in config.sources and replay is not None:
+            last = "live" not in config.sources
+            todo = _from_replay(todo, replay, decoder, last)
+        if "live" in config.sources and todo:
+            _from_live(todo, config, decoder)
+        elif todo:
+            for url in todo:
+                outputs.add(_failed(url, "not_captured", "no capture and live fetching is off"))
     rows = outputs.finish()
     progress.report(final=True)
     return DownloadResult(rows, progress.counts, progress.failures, progress.sources,
@@ -179,66 +188,111 @@ def _keep_previous(previous: Previous, wanted: set[str], outputs: _Outputs) -> s
     return keep
 
 
-def _from_replay(
-    urls: list[str], replay: ReplaySource, config: DownloadConfig, outputs: _Outputs,
-    progress: _Progress, last: bool,
-) -> list[str]:
+def _from_replay(urls: list[str], replay: ReplaySource, decoder: _Decoder, last: bool
+                 ) -> list[str]:
     """Serve what the archive holds; return the URLs left for the next source."""
     left = []
     for url in urls:
         try:
             replayed = replay.fetch(url)
         except ReplayError as exc:
-            replayed = None
             if last:
-                outputs.add(progress.done(_failed(url, "replay_error", str(exc), "replay")))
-                continue
-        if replayed is None or replayed.http_status != 200:
-            if last:
-                reason = "not_captured" if replayed is None else f"http_{replayed.http_status}"
-                outputs.add(progress.done(_failed(url, reason, "in the archive", "replay",
-                                                  http_status=getattr(replayed, "http_status",
-                                                                      None))))
+                decoder.fail(_failed(url, "replay_error", str(exc), "replay"))
             else:
                 left.append(url)
             continue
-        _add_body(url, replayed.body, "replay", 200, replayed.content_type, 1, config, outputs,
-                  progress)
+        if replayed is not None and replayed.http_status == 200:
+            decoder.submit(url, replayed.body, {"source": "replay", "http_status": 200,
+                                                "content_type": replayed.content_type})
+        elif not last:
+            left.append(url)
+        elif replayed is None:
+            decoder.fail(_failed(url, "not_captured", "not in the archive", "replay"))
+        else:
+            decoder.fail(_failed(url, f"http_{replayed.http_status}", "as archived", "replay",
+                                 http_status=replayed.http_status))
     return left
 
 
-def _from_live(urls: list[str], config: DownloadConfig, outputs: _Outputs,
-               progress: _Progress) -> None:
-    def on_result(result: LiveFetchResult) -> None:
-        if not result.ok:
-            outputs.add(progress.done(_failed(
+def _from_live(urls: list[str], config: DownloadConfig, decoder: _Decoder) -> None:
+    def on_result(result: LiveFetchResult) -> None:  # on the event loop: hand off, return
+        if result.ok:
+            decoder.submit(result.url, result.body, {
+                "source": "live", "http_status": result.http_status,
+                "content_type": result.content_type, "attempts": result.attempts,
+                "fetched_at": result.fetched_at})
+        else:
+            decoder.fail(_failed(
                 result.url, result.reason or "failed", result.detail, "live", result.transient,
-                result.http_status, result.attempts, result.content_type, result.fetched_at)))
-            return
-        _add_body(result.url, result.body, "live", result.http_status, result.content_type,
-                  result.attempts, config, outputs, progress, result.fetched_at)
+                result.http_status, result.attempts, result.content_type, result.fetched_at))
 
     fetch_live_sync(urls, config.live, on_result)
 
 
-def _add_body(
-    url: str, body: bytes, source: str, http_status: int | None, content_type: str | None,
-    attempts: int, config: DownloadConfig, outputs: _Outputs, progress: _Progress,
-    fetched_at: datetime | None = None,
-) -> None:
+class _Decoder:
+    """Verifies, hashes and resizes bodies in worker processes while fetching goes on.
+
+    Results are written in submission order; at most `4 × workers` bodies wait at once, so a
+    fast source is held back rather than buffered without bound.
+    """
+
+    def __init__(self, config: DownloadConfig, outputs: _Outputs, progress: _Progress) -> None:
+        self.policy, self.outputs, self.progress = config.policy, outputs, progress
+        workers = config.decode_workers
+        self.pool = ProcessPoolExecutor(workers) if workers > 0 else None
+        self.max_pending = 4 * max(workers, 1)
+        self.pending: deque[tuple[str, dict, int, Future]] = deque()
+
+    def __enter__(self) -> _Decoder:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        try:
+            if kind is None:
+                self._drain(until=0)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+
+    def submit(self, url: str, body: bytes, meta: dict) -> None:
+        if self.pool is None:
+            self._write(url, meta, len(body), decode(body, self.policy))
+            return
+        self.pending.append((url, meta, len(body), self.pool.submit(decode, body, self.policy)))
+        self._drain(until=self.max_pending)
+
+    def fail(self, row: dict) -> None:
+        self.outputs.add(self.progress.done(row))
+
+    def _drain(self, until: int) -> None:
+        """Write finished results in order; wait while more than `until` are pending."""
+        while self.pending and (len(self.pending) > until or self.pending[0][3].done()):
+            url, meta, size, future = self.pending.popleft()
+            self._write(url, meta, size, future.result())
+
+    def _write(self, url: str, meta: dict, size: int,
+               outcome: ProcessedImage | ImageRejected) -> None:
+        source, status = meta["source"], meta.get("http_status")
+        attempts, ctype, at = meta.get("attempts", 1), meta.get("content_type"), meta.get(
+            "fetched_at")
+        if isinstance(outcome, ImageRejected):
+            self.fail(_failed(url, outcome.reason, outcome.detail, source, False, status,
+                              attempts, ctype, at, size))
+            return
+        row = _row(url, "ok", None, "", source, False, status, attempts, ctype, at, size)
+        row.update(width=outcome.width, height=outcome.height, format=outcome.format,
+                   frames=outcome.frames, sha256=outcome.sha256, md5=outcome.md5,
+                   pdq=outcome.pdq, pdq_quality=outcome.pdq_quality,
+                   resized_width=outcome.resized_width, resized_height=outcome.resized_height)
+        self.outputs.add(self.progress.done(row), outcome.resized)
+
+
+def decode(body: bytes, policy: ImagePolicy) -> ProcessedImage | ImageRejected:
+    """`process_image`, with a rejection returned rather than raised (it crosses processes)."""
     try:
-        image = process_image(body, config.policy)
+        return process_image(body, policy)
     except ImageRejected as exc:
-        outputs.add(progress.done(_failed(url, exc.reason, exc.detail, source, False, http_status,
-                                          attempts, content_type, fetched_at, len(body))))
-        return
-    row = _row(url, "ok", None, "", source, False, http_status, attempts, content_type,
-               fetched_at, len(body))
-    row.update(width=image.width, height=image.height, format=image.format,
-               frames=image.frames, sha256=image.sha256, md5=image.md5, pdq=image.pdq,
-               pdq_quality=image.pdq_quality, resized_width=image.resized_width,
-               resized_height=image.resized_height)
-    outputs.add(progress.done(row), image.resized)
+        return exc
 
 
 def _failed(url: str, reason: str, detail: str, source: str | None = None,

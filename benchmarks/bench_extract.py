@@ -365,7 +365,7 @@ def main() -> None:
         "--shared",
         type=Path,
         default=None,
-        help="shared dir holding tools/make_bench_warc.py (default ../shared)",
+        help="dir holding tools/make_bench_warc.py (relative to the repo root; default ../shared)",
     )
     parser.add_argument(
         "--baseline-seconds",
@@ -396,7 +396,7 @@ def main() -> None:
         child_main(args)
         return
 
-    shared = (args.shared or REPO.parent / "shared").resolve()
+    shared = (REPO / (args.shared or Path("../shared"))).resolve()  # relative to the repo root
     big = ensure_warc(args.mb, shared)
     small = ensure_warc(args.small_mb, shared)
     import platform

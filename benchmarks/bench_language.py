@@ -233,7 +233,7 @@ def main() -> None:
 
     import platform
 
-    shared = (args.shared or REPO.parent / "shared").resolve()
+    shared = (REPO / (args.shared or Path("../shared"))).resolve()  # relative to the repo root
     real, n_files = sample_alt_texts(shared / "data" / "warcs")
     texts = real + [text for _, text in LABELLED]
     chars = sum(map(len, texts)) / len(texts)

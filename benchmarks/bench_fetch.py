@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Image fetching throughput: laion_assets `download_shard` against img2dataset, same URLs.
 
-    .venv/bin/python benchmarks/bench_fetch.py [--n 2000] [--concurrency 64] [--profile]
-                                              [--stages] [--repeat 1]
+    .venv/bin/python benchmarks/bench_fetch.py [--n 2000] [--concurrency 64] [--repeat 1]
+        [--stages] [--profile] [--malloc-row] [--two-shards] [--no-img2dataset]
 
 An image server runs on 127.0.0.1 in its own process (aiohttp, bodies from memory, so it
 shares no GIL with the client being measured). It serves `--n` distinct URLs
@@ -12,11 +12,13 @@ its number, so each download has its own sha256. Every contender runs as a child
 the same URL list with the same resize settings (256, center_crop, JPEG quality 95):
 
 1. laion_assets: `download_shard` with `sources=("live",)`, `min_bytes=0`, loopback allowed,
-   `max_concurrency = --concurrency`. Since every URL is on one host, the per-host limit is
-   the real limit: one row uses `per_host_concurrency = max_concurrency` (img2dataset has no
-   per-host limit: the fair comparison), one row the default per-host limit 4. A last row
-   runs two shards of n/2 in two processes at once (each with half the concurrency), the
-   way two shard partitions run side by side, for the same core count as img2dataset.
+   `max_concurrency = --concurrency`, `decode_workers` at its default (one worker process
+   per CPU) unless the row says otherwise. Since every URL is on one host, the per-host
+   limit is the real limit: the main row uses `per_host_concurrency = max_concurrency`
+   (img2dataset has no per-host limit: the fair comparison), another the default per-host
+   limit 4, another `decode_workers=0` (decoding inline on the fetch loop, as before the
+   worker pool). `--two-shards` adds two shards of n/2 in two processes at once (each with
+   half the concurrency and one decode worker), the way shard partitions run side by side.
    laion_assets computes sha256, md5 and PDQ of every original and applies EXIF rotation.
 2. img2dataset 1.47.0, in its own virtualenv `.bench/img2dataset-venv` (created on first
    use with `python3 -m uv`; never part of the project's dependencies): webdataset output,
@@ -29,18 +31,25 @@ are counted from each tool's own output: our `fetch_results.parquet` rows with s
 img2dataset's `*_stats.json` "successes". Two times are reported: the whole child process
 (interpreter start, imports, img2dataset's spawned workers) and the fetch window (our
 `download_shard` call; from the first img2dataset shard's start to the last one's end). CPU
-is user+system of the child and all its descendants. The machine is shared, so run it twice.
+is user+system of the child and all its descendants (decode workers included); "loop CPU"
+is what the process running the fetch loop used during the call (its own threads). The machine is
+shared, so run it twice.
 
-`--profile` adds a cProfile run of `download_shard` (in a child; top functions by
-cumulative and own time). `--stages` times each step of processing one image, in-process,
-for both tools (ours: decode, PDQ, resize, encode, hashes; img2dataset: its Resizer and its
-sha256), and a fetch-only run of our fetcher that decodes nothing.
+`--profile` adds two cProfile runs of `download_shard` in a child: with `decode_workers=0`,
+so that every per-image cost is in the profile, and with the default workers, to show what
+the fetch-loop process still does (top functions by cumulative and own time). `--stages`
+times each step of processing one image, in-process, for both tools (ours: decode, PDQ,
+resize, encode, hashes; img2dataset: its Resizer and its sha256), and adds a fetch-only run
+of our fetcher that decodes nothing. `--malloc-row` adds a laion_assets row run with glibc's
+mmap/trim thresholds raised and Pillow's block cache on (environment variables only), which
+removes most of the per-image page faults.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -60,6 +69,10 @@ I2D_VENV = BENCH / "img2dataset-venv"
 I2D_REQUIREMENTS = Path(__file__).resolve().parent / "img2dataset-requirements.txt"
 IMAGE_DIR = BENCH / "fetch-images"
 RESULT_TAG = "BENCH_RESULT "
+# Keeps freed image buffers in the heap instead of unmapping them (each image otherwise
+# costs thousands of page faults: fresh pages for every decode, resize and numpy copy).
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20),
+              "PILLOW_BLOCKS_MAX": "16"}
 RESIZE, RESIZE_MODE, QUALITY = 256, "center_crop", 95
 # albumentations checks PyPI for updates on import, wandb would phone home; neither may.
 I2D_ENV = {"NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled", "WANDB_SILENT": "true"}
@@ -218,6 +231,8 @@ def child_laion(args: argparse.Namespace) -> None:
         policy=ImagePolicy(resize=RESIZE, resize_mode=RESIZE_MODE, min_bytes=0,
                            jpeg_quality=QUALITY),
     )
+    if args.decode_workers is not None:
+        config = dataclasses.replace(config, decode_workers=args.decode_workers)
     logs: list[str] = []
     cpu0, start = _cpu_self(), time.time()
     if args.profile_to:
@@ -236,7 +251,9 @@ def child_laion(args: argparse.Namespace) -> None:
         failures[reason] = failures.get(reason, 0) + 1
     print(RESULT_TAG + json.dumps({"ok": ok, "rows": results.num_rows, "start": start,
                                    "end": end, "cpu_in_call": cpu1 - cpu0,
-                                   "failures": failures, "log": logs[-1:]}), flush=True)
+                                   "failures": failures, "log": logs[-1:],
+                                   "decode_workers": getattr(config, "decode_workers", None)}),
+          flush=True)
 
 
 def child_fetch_only(args: argparse.Namespace) -> None:
@@ -276,7 +293,8 @@ def _result_line(stdout: str) -> dict:
 
 
 def run_laion(urls: list[str], work: Path, max_concurrency: int, per_host: int,
-              shards: int = 1, profile_to: Path | None = None) -> dict:
+              shards: int = 1, decode_workers: int | None = None,
+              profile_to: Path | None = None, env: dict[str, str] | None = None) -> dict:
     """download_shard in `shards` child processes at once, the URLs split evenly."""
     size = math.ceil(len(urls) / shards)
     procs = []
@@ -291,8 +309,10 @@ def run_laion(urls: list[str], work: Path, max_concurrency: int, per_host: int,
                    "--per-host", str(per_host)]
         if profile_to is not None:
             command += ["--profile-to", str(profile_to)]
+        if decode_workers is not None:
+            command += ["--decode-workers", str(decode_workers)]
         procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, cwd=REPO))
+                                      text=True, cwd=REPO, env={**os.environ, **(env or {})}))
     outputs = [proc.communicate() for proc in procs]
     wall, cpu = time.monotonic() - start, _children_cpu() - cpu0
     results = []
@@ -307,7 +327,8 @@ def run_laion(urls: list[str], work: Path, max_concurrency: int, per_host: int,
     return {
         "ok": sum(r["ok"] for r in results), "wall": wall, "cpu": cpu,
         "window": max(r["end"] for r in results) - min(r["start"] for r in results),
-        "failures": failures,
+        "failures": failures, "loop_cpu": sum(r["cpu_in_call"] for r in results),
+        "decode_workers": results[0]["decode_workers"],
     }
 
 
@@ -326,7 +347,8 @@ def run_fetch_only(urls: list[str], work: Path, max_concurrency: int, per_host: 
         raise RuntimeError(f"fetch-only child failed:\n{proc.stderr[-3000:]}")
     result = _result_line(proc.stdout)
     return {"ok": result["ok"], "wall": wall, "cpu": cpu,
-            "window": result["end"] - result["start"], "failures": {}}
+            "window": result["end"] - result["start"], "failures": {},
+            "loop_cpu": result["cpu_in_call"]}
 
 
 def ensure_img2dataset() -> tuple[Path | None, str]:
@@ -367,7 +389,7 @@ def run_img2dataset(exe: Path, urls: list[str], work: Path, concurrency: int,
         "--processes_count", str(processes), "--thread_count", str(threads),
         "--number_sample_per_shard", str(math.ceil(len(urls) / processes)),
         "--compute_hash", "sha256", "--extract_exif", "False", "--retries", "0",
-        "--timeout", "10", "--incremental_mode", "overwrite", "--enable_wandb", "False",
+        "--timeout", "10", "--enable_wandb", "False",
     ]
     env = {**os.environ, **I2D_ENV}
     cpu0, start = _children_cpu(), time.monotonic()
@@ -477,48 +499,50 @@ def stages(paths: list[Path], reps: int, i2d: Path | None) -> None:
         print(f"  img2dataset  {name:<40} {seconds * 1000:7.2f} ms")
 
 
-def show_profile(path: Path) -> None:
+def show_profile(path: Path, label: str) -> None:
     import pstats
 
     stats = pstats.Stats(str(path))
-    total = stats.total_tt
-    print(f"\ncProfile of download_shard (total {total:.2f}s of profiled CPU)")
+    print(f"\n==== cProfile of download_shard, {label} ({path.relative_to(REPO)}) ====")
     print("-- top 25 by cumulative time --")
     stats.sort_stats("cumulative").print_stats(25)
-    print("-- top 20 by own time --")
-    stats.sort_stats("tottime").print_stats(20)
+    print("-- top 15 by own time --")
+    stats.sort_stats("tottime").print_stats(15)
 
 
 # -- main ---------------------------------------------------------------------------------------
 
 
+W = 46  # tool column
+
+
 def table(rows: list[tuple[str, dict | None, str]], n: int) -> None:
     base = next((r for name, r, _ in rows if r and name.startswith("img2dataset")), None)
-    header = (f"{'tool':<44} {'ok':>6} {'wall s':>7} {'img/s':>7} {'x i2d':>6} "
-              f"{'fetch s':>8} {'img/s':>7} {'x i2d':>6} {'CPU s':>7}")
+    header = (f"{'tool':<{W}} {'ok':>5} {'wall s':>7} {'img/s':>6} {'x i2d':>5} "
+              f"{'fetch s':>7} {'img/s':>6} {'x i2d':>5} {'CPU s':>6} {'loop':>5}")
     print(f"\n{n} URLs; 'wall' = whole child process(es); 'fetch' = the fetch window "
           "(download_shard call / first img2dataset shard start to last shard end);\n"
           "'x i2d' = images/s relative to img2dataset; CPU = user+sys of the client "
-          "and its children")
+          "and all its children;\n'loop' = CPU of the fetch-loop process during the call")
     print(header)
     print("-" * len(header))
     for name, r, note in rows:
         if r is None:
-            print(f"{name:<44} {note}")
+            print(f"{name:<{W}} {note}")
             continue
         wall_rate, win_rate = r["ok"] / r["wall"], r["ok"] / r["window"]
         if base:
-            ratio_wall = f"{wall_rate / (base['ok'] / base['wall']):6.2f}"
-            ratio_win = f"{win_rate / (base['ok'] / base['window']):6.2f}"
+            ratio_wall = f"{wall_rate / (base['ok'] / base['wall']):5.2f}"
+            ratio_win = f"{win_rate / (base['ok'] / base['window']):5.2f}"
         else:
-            ratio_wall = ratio_win = f"{'n/a':>6}"
-        cpu = f"{r['cpu']:7.1f}" if r.get("cpu") is not None else f"{'':>7}"
-        print(f"{name:<44} {r['ok']:>6} {r['wall']:7.2f} {wall_rate:7.1f} {ratio_wall} "
-              f"{r['window']:8.2f} {win_rate:7.1f} {ratio_win} {cpu}")
+            ratio_wall = ratio_win = f"{'n/a':>5}"
+        loop = f"{r['loop_cpu']:5.1f}" if r.get("loop_cpu") is not None else f"{'':>5}"
+        print(f"{name:<{W}} {r['ok']:>5} {r['wall']:7.2f} {wall_rate:6.1f} {ratio_wall} "
+              f"{r['window']:7.2f} {win_rate:6.1f} {ratio_win} {r['cpu']:6.1f} {loop}")
         if r.get("failures"):
-            print(f"{'':<44} failures: {r['failures']}")
+            print(f"{'':<{W}}   failures: {r['failures']}")
         if note:
-            print(f"{'':<44} {note}")
+            print(f"{'':<{W}}   {note}")
 
 
 def main() -> None:
@@ -535,6 +559,11 @@ def main() -> None:
                         help="also profile download_shard with cProfile")
     parser.add_argument("--stages", action="store_true",
                         help="also time each per-image step, and a fetch-only run")
+    parser.add_argument("--two-shards", action="store_true",
+                        help="also run two laion_assets shards of n/2 in parallel processes")
+    parser.add_argument("--malloc-row", action="store_true",
+                        help="also run laion_assets with glibc malloc thresholds raised and "
+                             "Pillow's block cache on (environment only, no code change)")
     parser.add_argument("--no-img2dataset", action="store_true")
     # child modes
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -544,6 +573,7 @@ def main() -> None:
     parser.add_argument("--max-concurrency", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--per-host", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", help=argparse.SUPPRESS)
+    parser.add_argument("--decode-workers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         return serve(args.serve)
@@ -568,19 +598,33 @@ def main() -> None:
         if i2d is None:
             print(i2d_note)
 
+    from laion_assets.pipeline.download import DownloadConfig
+
+    default_workers = getattr(DownloadConfig(), "decode_workers", "n/a")
     server = Server(IMAGE_DIR)
     half = max(1, concurrency // 2)
     contenders: list[tuple[str, object, str]] = [
         (f"laion_assets conc {concurrency}, per-host {concurrency}",
          lambda urls, work: run_laion(urls, work, concurrency, concurrency),
-         "per_host_concurrency = max_concurrency (img2dataset has no per-host limit)"),
+         "per_host_concurrency = max_concurrency (img2dataset has no per-host limit); "
+         f"decode_workers default ({default_workers})"),
         (f"laion_assets conc {concurrency}, per-host 4 (default)",
          lambda urls, work: run_laion(urls, work, concurrency, 4),
          "the default per-host limit: only 4 in flight, all URLs share one host"),
-        (f"laion_assets 2 shards x (conc {half}, per-host {half})",
-         lambda urls, work: run_laion(urls, work, half, half, shards=2),
-         "two download_shard processes at once, n/2 URLs each"),
+        (f"laion_assets conc {concurrency}, per-host {concurrency}, inline",
+         lambda urls, work: run_laion(urls, work, concurrency, concurrency, decode_workers=0),
+         "decode_workers=0: decode/hash/resize on the fetch loop (before the worker pool)"),
     ]
+    if args.malloc_row:
+        contenders.append((
+            f"laion_assets conc {concurrency}, per-host {concurrency}, malloc env",
+            lambda urls, work: run_laion(urls, work, concurrency, concurrency, env=MALLOC_ENV),
+            " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())))
+    if args.two_shards:
+        contenders.append((
+            f"laion_assets 2 shards x (conc {half}, per-host {half})",
+            lambda urls, work: run_laion(urls, work, half, half, shards=2, decode_workers=1),
+            "two download_shard processes at once, n/2 URLs and 1 decode worker each"))
     if i2d is not None:
         contenders.append((
             f"img2dataset {args.processes} proc x {max(1, concurrency // args.processes)} threads",
@@ -613,11 +657,15 @@ def main() -> None:
                     print(f"  {name}: {result['ok']} ok in {result['wall']:.2f}s "
                           f"(server CPU {result['server_cpu']:.2f}s)", flush=True)
                     shutil.rmtree(work / f"run-{rep}-{index}")
-            profile_path = None
+            profiles = []
             if args.profile:
-                profile_path = BENCH / "bench_fetch.prof"
-                run_laion(urls, work / "profile", concurrency, concurrency,
-                          profile_to=profile_path)
+                for workers, label in ((0, "decode_workers=0 (everything in one process)"),
+                                       (None, "default decode workers (fetch-loop process)")):
+                    path = BENCH / f"bench_fetch-{'inline' if workers == 0 else 'workers'}.prof"
+                    result = run_laion(urls, work / f"profile-{workers}", concurrency,
+                                       concurrency, decode_workers=workers, profile_to=path)
+                    profiles.append((path, f"{label}: {result['ok']} ok, "
+                                           f"{result['window']:.2f}s under the profiler"))
     finally:
         server.stop()
 
@@ -633,8 +681,8 @@ def main() -> None:
           "img2dataset sha256 only (--compute_hash sha256)")
     if args.stages:
         stages(paths, 10, i2d)
-    if args.profile:
-        show_profile(profile_path)
+    for path, label in profiles:
+        show_profile(path, label)
 
 
 if __name__ == "__main__":

@@ -33,15 +33,27 @@ def codec_for(label: str | None) -> str | None:
         return None
 
 
-def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str, str]:
-    """Decode a page: (text, codec, where the charset came from: header, meta, utf-8, detected)."""
+def choose_codec(body: bytes, header_charset: str | None) -> tuple[str, str]:
+    """(codec, where it came from: header, meta, utf-8 (valid, undeclared), detected)."""
     for source, label in (("header", header_charset), ("meta", declared_in_meta(body))):
         codec = codec_for(label)
         if codec:
-            return body.decode(codec, "replace"), codec, source
+            return codec, source
     try:
-        return body.decode("utf-8"), "utf-8", "utf-8"
+        body.decode("utf-8")
+        return "utf-8", "utf-8"
     except UnicodeDecodeError:
-        pass
-    codec = codec_for(detect_encoding(body)) or "windows-1252"
-    return body.decode(codec, "replace"), codec, "detected"
+        return codec_for(detect_encoding(body)) or "windows-1252", "detected"
+
+
+def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str, str]:
+    """Decode a page: (text, codec, where the charset came from)."""
+    codec, source = choose_codec(body, header_charset)
+    return body.decode(codec, "replace"), codec, source
+
+
+def html_for_parser(body: bytes, header_charset: str | None) -> tuple[str | bytes, str, str]:
+    """Like `decode_html`, but UTF-8 pages stay bytes: the HTML parser reads UTF-8 itself
+    (with the same replacement of invalid bytes), which saves a decode and a re-encode."""
+    codec, source = choose_codec(body, header_charset)
+    return (body if codec == "utf-8" else body.decode(codec, "replace")), codec, source

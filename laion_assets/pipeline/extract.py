@@ -14,7 +14,7 @@ from typing import BinaryIO
 import pyarrow as pa
 
 from laion_assets.pipeline.captures import CaptureIndexer
-from laion_assets.pipeline.charset import decode_html
+from laion_assets.pipeline.charset import html_for_parser
 from laion_assets.pipeline.dedup import DedupWriter
 from laion_assets.pipeline.html import iter_image_candidates
 from laion_assets.pipeline.http import HttpParseError, parse_response, parse_response_head
@@ -59,7 +59,7 @@ class ExtractResult:
 @dataclass(slots=True)
 class Page:
     url: str
-    html: str
+    html: str | bytes
     record_id: str
     capture_time: datetime | None
     offset: int
@@ -122,7 +122,7 @@ class PairExtractor:
         except UrlRejected as exc:
             self._skip(warc_file, record.offset, "invalid_page_url", str(exc))
             return None
-        html, _, charset_source = decode_html(response.body, response.charset)
+        html, _, charset_source = html_for_parser(response.body, response.charset)
         self.stats.counts["html_pages"] += 1
         self.stats.counts[f"charset_from_{charset_source}"] += 1
         if "warc-truncated" in record.headers:

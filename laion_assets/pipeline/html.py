@@ -10,7 +10,6 @@ attribute, its `src`, or the widest candidate of its `srcset`-like attributes.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from selectolax.lexbor import LexborHTMLParser
 
@@ -22,31 +21,55 @@ _ASCII_WHITESPACE = " \t\n\r\x0c"
 _SRCSET_SEPARATORS = _ASCII_WHITESPACE + ","
 
 
-@dataclass(frozen=True, slots=True)
 class ImageCandidate:
-    """One `<img>`: its resolved URL (or why there is none) and its raw alt text."""
+    """One `<img>`: its raw alt text, and its URL resolved on first use (most `<img>` are
+    dropped for their alt text first, so most never pay for URL resolution)."""
 
-    url: str | None
-    url_source: str
-    reject_reason: str | None
-    alt: str | None
-    width: int | None
-    height: int | None
+    __slots__ = ("attrs", "base_url", "_choice")
+
+    def __init__(self, attrs: dict[str, str | None], base_url: str) -> None:
+        self.attrs, self.base_url = attrs, base_url
+        self._choice: tuple[str | None, str, str | None] | None = None
+
+    @property
+    def alt(self) -> str | None:
+        alt = self.attrs.get("alt")
+        if alt is None and "alt" in self.attrs:  # a bare `alt` (no "=") is empty, not missing
+            return ""
+        return alt
+
+    @property
+    def url(self) -> str | None:
+        return self._chosen()[0]
+
+    @property
+    def url_source(self) -> str:
+        return self._chosen()[1]
+
+    @property
+    def reject_reason(self) -> str | None:
+        return self._chosen()[2]
+
+    @property
+    def width(self) -> int | None:
+        return _dimension(self.attrs, "width")
+
+    @property
+    def height(self) -> int | None:
+        return _dimension(self.attrs, "height")
+
+    def _chosen(self) -> tuple[str | None, str, str | None]:
+        if self._choice is None:
+            self._choice = choose_url(self.attrs, self.base_url)
+        return self._choice
 
 
-def iter_image_candidates(html: str, page_url: str) -> Iterator[ImageCandidate]:
-    """Every `<img>` of the page, in document order."""
+def iter_image_candidates(html: str | bytes, page_url: str) -> Iterator[ImageCandidate]:
+    """Every `<img>` of the page, in document order (`bytes` are read as UTF-8)."""
     tree = LexborHTMLParser(html)
     base_url = _base_url(tree, page_url)
     for node in tree.css("img"):
-        attrs = node.attributes
-        url, source, reason = choose_url(attrs, base_url)
-        alt = attrs.get("alt")
-        if alt is None and "alt" in attrs:  # a bare `alt` (no "=") is an empty alt, not none
-            alt = ""
-        yield ImageCandidate(
-            url, source, reason, alt, _dimension(attrs, "width"), _dimension(attrs, "height"),
-        )
+        yield ImageCandidate(node.attributes, base_url)
 
 
 def choose_url(attrs: dict[str, str | None], base_url: str) -> tuple[str | None, str, str | None]:

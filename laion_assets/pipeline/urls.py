@@ -1,15 +1,17 @@
-"""Resolve image URLs against their page and normalise them (http and https only)."""
+"""Resolve image URLs against their page and normalise them, as a browser does.
+
+Resolution and normalisation follow the WHATWG URL standard (through `ada-url`, a compiled
+parser ~5x faster than `urllib.parse` here): tabs and newlines are removed, `\\` reads as `/`,
+scheme and host are lower-cased, hosts are IDNA-encoded, default ports and dot segments go,
+and what must be percent-encoded is. The fragment is dropped; only http(s) URLs are kept.
+"""
 
 from __future__ import annotations
 
-import re
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from ada_url import join_url
 
 MAX_URL_CHARS = 2048
-DEFAULT_PORTS = {"http": "80", "https": "443"}
-_STRIPPED = re.compile(r"[\t\n\r]")  # the URL standard removes these anywhere in a URL
-_SAFE_PATH = "/%:@!$&'()*+,;=-._~"
-_SAFE_QUERY = _SAFE_PATH + "?"
+_SCHEMES = ("http://", "https://")
 
 
 class UrlRejected(ValueError):
@@ -22,55 +24,54 @@ class UrlRejected(ValueError):
 
 def resolve(raw: str, base: str) -> str:
     """Resolve `raw` (an attribute value) against `base`, then normalise; raises UrlRejected."""
-    value = _STRIPPED.sub("", raw).strip(" \x0c")
+    value = raw.strip(" \t\n\r\x0c")
     if not value:
         raise UrlRejected("no_src", raw)
-    head = value[:11].lower()
-    if head.startswith("data:"):
+    if value[:5].lower() == "data:":
         raise UrlRejected("data_uri", value[:64])
-    # browsers read "\" as "/" before the query in http(s) URLs ("..\img\a.jpg"); urljoin does not
-    split = re.search(r"[?#]", value)
-    end = split.start() if split else len(value)
-    value = value[:end].replace("\\", "/") + value[end:]
     try:
-        absolute = urljoin(base, value)
+        absolute = join_url(base, value)
     except ValueError as exc:
         raise UrlRejected("invalid_url", value) from exc
-    return normalize(absolute)
+    return _checked(absolute, value)
 
 
 def normalize(url: str) -> str:
-    """Lower-case scheme and host, IDNA host, drop default port and fragment, escape the rest."""
+    """Normalise an absolute URL (see the module docstring); raises UrlRejected."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
+        absolute = join_url(url, "")
     except ValueError as exc:
         raise UrlRejected("invalid_url", url) from exc
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        raise UrlRejected("unsupported_scheme", url)
-    host = _host(parts.hostname or "", url)
-    netloc = host if port is None or str(port) == DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    path = quote(parts.path or "/", safe=_SAFE_PATH)
-    query = quote(parts.query, safe=_SAFE_QUERY)
-    out = urlunsplit((scheme, netloc, path, query, ""))
+    return _checked(absolute, url)
+
+
+def _checked(absolute: str, original: str) -> str:
+    if not absolute.startswith(_SCHEMES):
+        raise UrlRejected("unsupported_scheme", original)
+    cut = absolute.find("#")
+    out = absolute if cut < 0 else absolute[:cut]
+    if "@" in _authority(out):  # published credentials would leak; fetchers refuse them too
+        raise UrlRejected("credentials_in_url", original)
+    host = domain_of(out)
+    if host.endswith("."):  # "example.com." names the same host as "example.com"
+        out = out.replace(f"//{host}", f"//{host.rstrip('.')}", 1)
+        host = host.rstrip(".")
+    if not host:
+        raise UrlRejected("invalid_url", original)
     if len(out) > MAX_URL_CHARS:
-        raise UrlRejected("url_too_long", url)
+        raise UrlRejected("url_too_long", original)
     return out
 
 
-def _host(hostname: str, url: str) -> str:
-    host = hostname.rstrip(".").lower()
-    if not host or " " in host:
-        raise UrlRejected("invalid_url", url)
-    if host.isascii():
-        return host
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise UrlRejected("invalid_url", url) from exc
+def _authority(url: str) -> str:
+    start = url.find("//") + 2
+    end = url.find("/", start)
+    return url[start:] if end < 0 else url[start:end]
 
 
 def domain_of(url: str) -> str:
-    """The host of a normalised URL (for statistics and domain rules)."""
-    return urlsplit(url).hostname or ""
+    """The host of a normalised http(s) URL (for statistics and domain rules)."""
+    authority = _authority(url)
+    if authority.startswith("["):
+        return authority[: authority.find("]") + 1]
+    return authority.rsplit(":", 1)[0] if ":" in authority else authority

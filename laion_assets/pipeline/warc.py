@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import re
 import zlib
+
+try:  # ISA-L inflates about twice as fast as zlib; same API
+    from isal import isal_zlib as inflate_lib
+except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback
+    inflate_lib = zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -155,20 +160,26 @@ def _iter_gzip_members(reader: _Buffer, cap: int) -> Iterator[WarcRecord | WarcS
             continue
         try:
             member = _inflate_member(reader, cap)
-        except zlib.error as exc:
+        except (zlib.error, inflate_lib.error) as exc:
             reader.rewind(offset + 1)
             yield _resync(reader, GZIP_MAGIC, "corrupt_gzip_member", str(exc), offset)
             continue
-        if member is None:
-            yield WarcSkip(offset, "truncated_gzip_member", "file ends inside a gzip member")
-            return
+        if member is None:  # no end: the file is cut here, or this member is corrupt
+            reader.rewind(offset + 1)
+            skip = _resync(reader, GZIP_MAGIC, "corrupt_gzip_member", "the member never ends",
+                           offset)
+            if not reader.peek(1):
+                yield WarcSkip(offset, "truncated_gzip_member", "file ends inside a gzip member")
+                return
+            yield skip
+            continue
         data, total = member
         yield from _records_in_member(offset, data, total, cap, reader.offset - offset)
 
 
 def _inflate_member(reader: _Buffer, cap: int) -> tuple[bytes, int] | None:
     """Inflate one gzip member, keeping at most cap + 64 KiB; None if the file ends inside."""
-    inflater = zlib.decompressobj(31)
+    inflater = inflate_lib.decompressobj(31)
     keep = cap + MAX_HEADER_BYTES
     parts: list[bytes] = []
     kept = total = 0

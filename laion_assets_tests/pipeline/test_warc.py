@@ -479,3 +479,17 @@ def test_garbage_before_the_first_gzip_member_is_skipped():
     assert summary(found) == [("skip", 0, "garbage_bytes"),
                               ("record", len(junk), "http://example.org/1"),
                               ("record", len(junk) + len(parts[0]), "http://example.org/2")]
+
+
+def test_a_cut_member_that_swallows_the_next_one_is_still_resynced():
+    """A stored (level 0) block cut short reads the next member as its own data, without an
+    inflate error: the reader must notice the member never ends and find the next one."""
+    big = warc_record(http_block(b"<html>" + b"z" * 60_000 + b"</html>"),
+                      uri="http://example.org/cut")
+    first, cut, last = gz(warc_record(small_page(1), uri="http://example.org/1"), big,
+                          warc_record(small_page(3), uri="http://example.org/3"), level=0)
+    data = first + cut[: len(cut) // 2] + last
+    found = items(data)
+    assert summary(found) == [("record", 0, "http://example.org/1"),
+                              ("skip", len(first), "corrupt_gzip_member"),
+                              ("record", len(first) + len(cut) // 2, "http://example.org/3")]

@@ -19,6 +19,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3}
+WRITE_ROWS = 65_536
 
 
 class DedupWriter:
@@ -38,11 +39,12 @@ class DedupWriter:
         if self.buckets == 1:
             self._writers[0].write_batch(batch)
             return
-        bucket = pc.bit_wise_and(batch.column(self.key), self.buckets - 1)
-        for i, writer in enumerate(self._writers):
-            part = batch.filter(pc.equal(bucket, i))
-            if part.num_rows:
-                writer.write_batch(part)
+        bucket = pc.bit_wise_and(batch.column(self.key), self.buckets - 1).to_numpy()
+        order = np.argsort(bucket, kind="stable")  # one sort routes the batch, order kept
+        grouped = batch.take(pa.array(order))
+        bounds = np.searchsorted(bucket[order], np.arange(self.buckets + 1))
+        for i in np.flatnonzero(np.diff(bounds)):
+            self._writers[i].write_batch(grouped.slice(bounds[i], bounds[i + 1] - bounds[i]))
 
     def finish(self, sink: BinaryIO) -> int:
         """Write the unique rows to `sink` as parquet; returns how many rows were written."""
@@ -51,11 +53,13 @@ class DedupWriter:
         written = 0
         with pq.ParquetWriter(sink, self.schema, **PARQUET_OPTIONS) as out:
             for path in self._paths:
-                with ipc.open_file(str(path)) as bucket:
-                    unique = first_occurrences(bucket.read_all(), self.key)
-                if unique.num_rows:
-                    out.write_table(unique)
-                    written += unique.num_rows
+                with pa.memory_map(str(path)) as source:  # zero-copy: file pages, not heap
+                    table = ipc.open_file(source).read_all()
+                    keep = first_occurrence_rows(table.column(self.key))
+                    for start in range(0, len(keep), WRITE_ROWS):
+                        out.write_table(table.take(pa.array(keep[start : start + WRITE_ROWS])))
+                    written += len(keep)
+                    del table
                 path.unlink()
         self.close()
         return written
@@ -68,9 +72,13 @@ class DedupWriter:
         self._tmp.cleanup()
 
 
+def first_occurrence_rows(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Row numbers of the first occurrence of each key, ascending."""
+    rows = pa.table({"key": keys, "row": pa.array(np.arange(len(keys), dtype=np.int64))})
+    firsts = rows.group_by("key", use_threads=False).aggregate([("row", "min")])
+    return np.sort(firsts.column("row_min").to_numpy())
+
+
 def first_occurrences(table: pa.Table, key: str) -> pa.Table:
     """The rows of `table` holding the first occurrence of each key, in their original order."""
-    rows = table.append_column("__row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
-    firsts = rows.group_by(key, use_threads=False).aggregate([("__row", "min")])
-    keep = np.sort(firsts.column("__row_min").to_numpy())
-    return table.take(pa.array(keep))
+    return table.take(pa.array(first_occurrence_rows(table.column(key))))

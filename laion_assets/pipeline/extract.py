@@ -26,7 +26,8 @@ from laion_assets.pipeline.urls import UrlRejected, domain_of, normalize
 from laion_assets.pipeline.warc import WarcRecord, WarcSkip, iter_warc
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-BUCKET_INPUT_BYTES = 1 << 30  # one dedup bucket per GiB of compressed WARC input
+BUCKET_INPUT_BYTES = 64 << 20  # one dedup bucket per 64 MiB of compressed WARC input
+MAX_BUCKETS = 256  # open spill files at once
 MAX_RECORDED_SKIPS = 100
 
 
@@ -43,7 +44,7 @@ class ExtractConfig:
     drop_tracking_pixels: bool = True
     max_page_bytes: int = 8 << 20
     min_language_score: float = 0.0
-    rows_per_batch: int = 50_000
+    rows_per_batch: int = 10_000
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,25 +133,30 @@ class PairExtractor:
 
     def _rows(self, page: Page, warc_file: str) -> Iterator[tuple]:
         config, stats = self.config, self.stats
+        dropped, candidates = stats.dropped, 0
         for candidate in iter_image_candidates(page.html, page.url):
-            stats.counts["candidates"] += 1
-            alt = normalize_alt(candidate.alt) if candidate.alt is not None else None
+            candidates += 1
+            raw_alt = candidate.alt
+            alt = normalize_alt(raw_alt) if raw_alt is not None else None
             reason = _alt_reason(alt, config) or candidate.reject_reason
-            if reason is None and config.drop_tracking_pixels and _is_pixel(candidate):
-                reason = "tracking_pixel"
+            width = height = None
+            if reason is None:
+                width, height = candidate.width, candidate.height
+                if config.drop_tracking_pixels and _is_pixel(width, height):
+                    reason = "tracking_pixel"
             if reason is not None:
-                stats.dropped[reason] += 1
+                dropped[reason] += 1
                 continue
             url = candidate.url
             language, score = self.language.identify(alt)
-            stats.counts["pairs"] += 1
             stats.languages[language] += 1
             stats.count_domain(domain_of(url))
             yield (
                 pair_id(url, alt), url, alt, language, score, candidate.url_source,
-                candidate.width, candidate.height, self.crawl, self.shard, warc_file,
+                width, height, self.crawl, self.shard, warc_file,
                 page.offset, page.record_id, page.url, page.capture_time,
             )
+        stats.counts["candidates"] += candidates
 
 
 def extract_shard(
@@ -184,6 +190,7 @@ def extract_shard(
     finally:
         writer.close()
     stats = extractor.stats
+    stats.counts["pairs"] = writer.rows_in
     stats.counts["rows"] = rows
     stats.dropped["duplicate"] = writer.rows_in - rows
     return ExtractResult(rows, stats, extractor.skips)
@@ -221,7 +228,7 @@ def _to_batch(chunk: list[tuple], columns: list[str]) -> pa.RecordBatch:
 
 def _bucket_count(input_bytes: int) -> int:
     buckets = 1
-    while buckets * BUCKET_INPUT_BYTES < input_bytes and buckets < 1024:
+    while buckets * BUCKET_INPUT_BYTES < input_bytes and buckets < MAX_BUCKETS:
         buckets *= 2
     return buckets
 
@@ -238,10 +245,8 @@ def _alt_reason(alt: str | None, config: ExtractConfig) -> str | None:
     return None
 
 
-def _is_pixel(candidate) -> bool:
-    return (candidate.width is not None and candidate.width <= 1) or (
-        candidate.height is not None and candidate.height <= 1
-    )
+def _is_pixel(width: int | None, height: int | None) -> bool:
+    return (width is not None and width <= 1) or (height is not None and height <= 1)
 
 
 def _is_html(mime: str, record: WarcRecord, body: bytes) -> bool:

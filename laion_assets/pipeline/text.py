@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-_WHITESPACE = re.compile(r"\s+")
 # Not \x0b, \x0c, \x1c-\x1f, U+2028, U+2029: those are whitespace (`\s`), so they separate words.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x7f\u200b-\u200f\ufeff]")
 
@@ -13,4 +12,6 @@ def normalize_alt(value: str) -> str:
     """Collapse every run of whitespace to one space, drop control characters, trim."""
     if not value:
         return ""
-    return _WHITESPACE.sub(" ", _CONTROL.sub("", value)).strip()
+    if not value.isprintable():  # printable text has nothing for _CONTROL to remove
+        value = _CONTROL.sub("", value)
+    return " ".join(value.split())  # str.split() splits on exactly what `\s` matches

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
-WARC_VERSION = re.compile(rb"^WARC/(0\.17|0\.18|1\.0|1\.1)\s*$")
+WARC_VERSION = re.compile(r"^WARC/(0\.17|0\.18|1\.0|1\.1)\s*$")
 READ_CHUNK = 1 << 20
 FEED_BYTES = 16 << 10  # small slices keep zlib's copy of unused input small
 MAX_HEADER_BYTES = 64 << 10
@@ -315,15 +315,14 @@ def _parse_headers(data: bytes, pos: int) -> tuple[dict[str, str], int, int] | s
     end = data.find(b"\r\n\r\n", pos, pos + MAX_HEADER_BYTES)
     if end < 0:
         return "no end of WARC headers within 64 KiB"
-    lines = data[pos:end].split(b"\r\n")
+    lines = data[pos:end].decode("utf-8", "replace").split("\r\n")
     if not WARC_VERSION.match(lines[0]):
         return f"not a WARC version line: {lines[0][:40]!r}"
-    headers: dict[str, str] = {"warc-version": lines[0][5:].decode("ascii").strip()}
+    headers: dict[str, str] = {"warc-version": lines[0][5:].strip()}
     for line in lines[1:]:
-        name, sep, value = line.partition(b":")
+        name, sep, value = line.partition(":")
         if sep:
-            key = name.strip().decode("latin-1").lower()
-            headers[key] = value.strip().decode("utf-8", "replace")
+            headers[name.strip().lower()] = value.strip()
     try:
         length = int(headers["content-length"])
     except (KeyError, ValueError):

@@ -192,7 +192,7 @@ def test_unknown_version_is_an_invalid_header(gzip_records):
         ("skip", 0, "invalid_warc_header"),
         ("record", offsets(parts)[1], URIS[1]),
     ]
-    assert "not a WARC version line: b'WARC/2.0'" in found[0].detail
+    assert "not a WARC version line: 'WARC/2.0'" in found[0].detail
 
 
 def test_empty_file_yields_nothing():
@@ -214,7 +214,7 @@ def test_non_warc_gzip_file_is_an_invalid_header():
     data = gzip.compress(b"GIF89a this is an image, not a WARC\r\n\r\n", mtime=0)
     (skip,) = items(data)
     assert (skip.offset, skip.reason) == (0, "invalid_warc_header")
-    assert skip.detail.startswith("not a WARC version line: b'GIF89a")
+    assert skip.detail.startswith("not a WARC version line: 'GIF89a")
 
 
 # -- gzip damage -------------------------------------------------------------------------

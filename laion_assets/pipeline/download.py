@@ -27,6 +27,7 @@ from laion_assets.pipeline.images import (
     ImageRejected,
     ProcessedImage,
     process_image,
+    tune_for_many_images,
 )
 from laion_assets.pipeline.replay import ReplayError, ReplaySource
 from laion_assets.pipeline.webdataset import ImageTarWriter, iter_tar_images, url_key
@@ -239,7 +240,8 @@ class _Decoder:
     def __init__(self, config: DownloadConfig, outputs: _Outputs, progress: _Progress) -> None:
         self.policy, self.outputs, self.progress = config.policy, outputs, progress
         workers = config.decode_workers
-        self.pool = ProcessPoolExecutor(workers) if workers > 0 else None
+        self.pool = (ProcessPoolExecutor(workers, initializer=tune_for_many_images)
+                     if workers > 0 else None)
         self.max_pending = 4 * max(workers, 1)
         self.pending: deque[tuple[str, dict, int, Future]] = deque()
 

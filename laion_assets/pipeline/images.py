@@ -12,6 +12,7 @@ array most significant bit first, which is the reference implementation's ``Hash
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import math
@@ -41,6 +42,7 @@ OUTPUT_FORMATS = {"jpeg": ("JPEG", "jpg"), "png": ("PNG", "png"), "webp": ("WEBP
 # Formats browsers render as <img>, ICO left out (favicons; its decoded size can differ from
 # its header). "JPEG" also opens camera JPEGs that Pillow reports as "MPO".
 WEB_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP")
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 PDQ_DOWNSAMPLE = 512  # the reference hasher squashes larger images to 512x512 first
 WHITE = (255, 255, 255)
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -287,7 +289,11 @@ def _scaled(width: int, height: int, scale: float) -> tuple[int, int]:
 
 
 def resize_image(im: Image.Image, size: int, mode: str) -> Image.Image:
-    """Resize an RGB image per img2dataset's `mode` (see ImagePolicy) with LANCZOS."""
+    """Resize an RGB image per img2dataset's `mode` (see ImagePolicy).
+
+    Shrinking averages areas (Pillow's BOX: what img2dataset's OpenCV INTER_AREA does, and
+    ~4x cheaper than LANCZOS); enlarging is BICUBIC.
+    """
     width, height = im.size
     if mode == "center_crop":
         # crop in source coordinates first, so a 1x50000 strip never becomes 256x12.8M pixels
@@ -295,14 +301,32 @@ def resize_image(im: Image.Image, size: int, mode: str) -> Image.Image:
         scaled_w, scaled_h = _scaled(width, height, scale)
         left, top = (scaled_w - size) // 2 / scale, (scaled_h - size) // 2 / scale
         box = (left, top, left + size / scale, top + size / scale)
-        return im.resize((size, size), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+        return im.resize((size, size), _filter(scale), box=box)
     target = resized_size(width, height, size, mode if mode != "border" else "keep_ratio_largest")
-    out = im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    out = im.resize(target, _filter(target[0] / width))
     if mode != "border":
         return out
     canvas = Image.new("RGB", (size, size), WHITE)
     canvas.paste(out, ((size - out.width) // 2, (size - out.height) // 2))
     return canvas
+
+
+def _filter(scale: float) -> Image.Resampling:
+    return Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC
+
+
+def tune_for_many_images() -> None:
+    """Process set-up for decoding many images: keep freed memory for reuse.
+
+    Each image touches megabytes of fresh memory; glibc's defaults return it to the kernel
+    at once and take it back with page faults (~18% of decode time, measured). Raising the
+    mmap and trim thresholds and Pillow's block cache keeps it in the process instead.
+    """
+    with suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 64 << 20)
+        libc.mallopt(M_TRIM_THRESHOLD, 128 << 20)
+    Image.core.set_blocks_max(16)
 
 
 def encode_image(im: Image.Image, policy: ImagePolicy) -> bytes:

@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from measure import peak_rss_mb, pin_to_cpu, rss_now_mb
+
 REPO = Path(__file__).resolve().parent.parent
 RESULT_TAG = "BENCH_RESULT "
 
@@ -44,30 +46,10 @@ RESULT_TAG = "BENCH_RESULT "
 # -- child side ---------------------------------------------------------------------------
 
 
-def _pin(cpu: int) -> None:
-    allowed = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu if cpu in allowed else allowed[0]})
 
 
-def _rss_now_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _peak_rss_mb() -> float:
-    """This process's own peak RSS: VmHWM of its address space.
-
-    Not `ru_maxrss`: Linux carries the parent's high-water mark over `execve` into the
-    child's `ru_maxrss` (the spawning parent's memory would count as the contender's).
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _open_binary(path: str):
@@ -96,7 +78,7 @@ def _run_laion(path: str, profile: bool, uncached_language: bool) -> dict:
             sink.seek(0, os.SEEK_END)
             return result, sink.tell()
 
-    rss_start = _rss_now_mb()
+    rss_start = rss_now_mb()
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
     if profile:
         import cProfile
@@ -162,7 +144,7 @@ def _run_baseline(path: str, parser: str, budget: float) -> dict:
     pairs: list[tuple[str, str]] = []
     pages = 0
     complete = True
-    rss_start = _rss_now_mb()
+    rss_start = rss_now_mb()
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
     with open(path, "rb") as stream:
         records = ArchiveIterator(stream)
@@ -274,14 +256,14 @@ def _run_stages(path: str, repeats: int = 3) -> dict:
 
 
 def child_main(args: argparse.Namespace) -> None:
-    _pin(args.cpu)
+    pin_to_cpu(args.cpu)
     if args.child == "laion":
         result = _run_laion(args.file, args.profile, args.uncached_language)
     elif args.child == "stages":
         result = _run_stages(args.file)
     else:
         result = _run_baseline(args.file, args.child, args.baseline_seconds)
-    result["peak_rss_mb"] = _peak_rss_mb()
+    result["peak_rss_mb"] = peak_rss_mb()
     result["affinity"] = sorted(os.sched_getaffinity(0))
     sys.stdout.flush()
     print(RESULT_TAG + json.dumps(result))

@@ -20,12 +20,13 @@ import argparse
 import importlib.metadata
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from measure import peak_rss_mb, rss_now_mb
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT_TAG = "BENCH_RESULT "
@@ -91,25 +92,8 @@ DISTRIBUTIONS = {
 # -- child side ---------------------------------------------------------------------------
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _peak_rss_mb() -> float:
-    """This process's own peak RSS: VmHWM of its address space.
-
-    Not `ru_maxrss`: Linux carries the parent's high-water mark over `execve` into the
-    child's `ru_maxrss` (the spawning parent's memory would count as the contender's).
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _load(kind: str):
@@ -143,11 +127,11 @@ def child_main(kind: str, texts_file: str, seconds: float, cpu: int) -> None:
     os.sched_setaffinity(0, {cpu if cpu in allowed else allowed[0]})
     with open(texts_file, encoding="utf-8") as f:
         texts = json.load(f)
-    rss0 = _rss_mb()
+    rss0 = rss_now_mb()
     t0 = time.process_time()
     identify = _load(kind)
     load_seconds = time.process_time() - t0
-    rss_loaded = _rss_mb()
+    rss_loaded = rss_now_mb()
 
     first = [identify(text) for text in texts]  # one untimed round: warm caches, keep answers
     done, t0 = 0, time.process_time()
@@ -165,7 +149,7 @@ def child_main(kind: str, texts_file: str, seconds: float, cpu: int) -> None:
         "load_seconds": load_seconds,
         "rss_start_mb": rss0,
         "rss_loaded_mb": rss_loaded,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "texts_done": done,
         "seconds": elapsed,
         "real_answers": first,

@@ -30,9 +30,10 @@ from laion_assets.pipeline.extract import (
     extract_shard,
 )
 from laion_assets.pipeline.pairs import EXTRACTED_PAIRS_SCHEMA, pair_id
+from laion_assets_tests.conftest import SHARED_WARCS
 from laion_assets_tests.pipeline.test_warc import gz, http_block, warc_record
 
-SAMPLES_DIR = Path("/work/shared/data/warcs")
+SAMPLES_DIR = SHARED_WARCS
 SAMPLES = [
     "cc-main-2020-34-excerpt.warc.gz",
     "cc-main-2024-22-whirlwind.warc.gz",

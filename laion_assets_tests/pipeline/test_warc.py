@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import io
-from pathlib import Path
 
 import pytest
 from warcio.archiveiterator import ArchiveIterator
@@ -24,8 +23,9 @@ from laion_assets.pipeline.warc import (
     iter_warc,
     read_record_at,
 )
+from laion_assets_tests.conftest import SHARED_WARCS
 
-SAMPLES_DIR = Path("/work/shared/data/warcs")
+SAMPLES_DIR = SHARED_WARCS
 SAMPLE_WARCS = sorted(SAMPLES_DIR.glob("*.gz"))  # the .warc.wat.gz / .warc.wet.gz are WARCs too
 BIG_PAGE_BYTES = 50 * 2**20
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -102,8 +102,8 @@ class Previous:
 class _Outputs:
     """Fetch results and rotating tar files of one attempt."""
 
-    def __init__(self, folder: OutputFolder, images_per_tar: int) -> None:
-        self.folder, self.per_tar = folder, images_per_tar
+    def __init__(self, folder: OutputFolder, images_per_tar: int, extension: str) -> None:
+        self.folder, self.per_tar, self.extension = folder, images_per_tar, extension
         self.rows: list[dict] = []
         self.tars: list[str] = []
         self._tar: ImageTarWriter | None = None
@@ -123,7 +123,7 @@ class _Outputs:
             self._tar = ImageTarWriter(self._handle).__enter__()
             self.tars.append(name)
         meta = {k: row[k] for k in ("url", "sha256", "width", "height", "source")}
-        self._tar.add(key, image, meta)
+        self._tar.add(key, image, meta, ext=self.extension)
         self._in_tar += 1
         return self.tars[-1]
 
@@ -152,7 +152,7 @@ def download_shard(
 ) -> DownloadResult:
     """Fetch every unique URL once (or keep its earlier result) and write results and tars."""
     wanted = list(dict.fromkeys(urls))
-    outputs = _Outputs(output, config.images_per_tar)
+    outputs = _Outputs(output, config.images_per_tar, config.policy.extension)
     kept = _keep_previous(previous, set(wanted), outputs) if previous else set()
     todo = [u for u in wanted if u not in kept]
     progress = _Progress(len(todo), config.progress_seconds, log)
@@ -343,12 +343,3 @@ class _Progress:
         top = ", ".join(f"{r}: {n}" for r, n in self.failures.most_common(5)) or "none"
         self.log(f"{'done' if final else 'progress'}: {done}/{self.total} fetched "
                  f"({self.counts['ok']} ok), {rate:.1f}/s; failures: {top}")
-
-
-def iter_ok_images(results: pa.Table, open_tar: Callable[[str], BinaryIO]
-                   ) -> Iterator[tuple[str, bytes]]:
-    """(url_key, resized image) of every successful fetch, tar by tar."""
-    for tar in sorted(t for t in set(results.column("tar").to_pylist()) if t):
-        with open_tar(tar) as handle:
-            for key, image, _ in iter_tar_images(handle):
-                yield key, image

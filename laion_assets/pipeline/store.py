@@ -86,14 +86,6 @@ class DatasetStore:
         with self.open(relative) as handle:
             return pq.read_table(handle, columns=columns, use_threads=False, pre_buffer=False)
 
-    def iter_parquet_batches(
-        self, relative: str, columns: list[str] | None = None, batch_size: int = 65536
-    ) -> Iterator[pa.RecordBatch]:
-        """Stream a parquet file in record batches (bounded memory)."""
-        with self.open(relative) as handle:
-            reader = pq.ParquetFile(handle, pre_buffer=False)
-            yield from reader.iter_batches(batch_size, columns=columns, use_threads=False)
-
     # -- stage outputs ---------------------------------------------------------------
 
     def current(self, stage: str, partition: str) -> dict | None:

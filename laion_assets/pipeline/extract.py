@@ -16,7 +16,7 @@ import pyarrow as pa
 from laion_assets.pipeline.captures import CaptureIndexer
 from laion_assets.pipeline.charset import html_for_parser
 from laion_assets.pipeline.dedup import DedupWriter
-from laion_assets.pipeline.html import iter_image_candidates
+from laion_assets.pipeline.html import choose_url, dimension, image_attributes, raw_alt
 from laion_assets.pipeline.http import HttpParseError, parse_response, parse_response_head
 from laion_assets.pipeline.language import LanguageIdentifier
 from laion_assets.pipeline.pairs import EXTRACTED_PAIRS_SCHEMA, pair_id
@@ -132,31 +132,34 @@ class PairExtractor:
                     parse_warc_date(record.headers.get("warc-date")), record.offset)
 
     def _rows(self, page: Page, warc_file: str) -> Iterator[tuple]:
-        config, stats = self.config, self.stats
-        dropped, candidates = stats.dropped, 0
-        for candidate in iter_image_candidates(page.html, page.url):
-            candidates += 1
-            raw_alt = candidate.alt
-            alt = normalize_alt(raw_alt) if raw_alt is not None else None
-            reason = _alt_reason(alt, config) or candidate.reject_reason
-            width = height = None
+        """Pair rows of a page. The hot loop of the stage: it works on the attribute dicts
+        directly and resolves a URL only for an `<img>` whose alt text passed."""
+        config, stats, identify = self.config, self.stats, self.language.identify
+        dropped, languages = stats.dropped, stats.languages
+        base_url, images = image_attributes(page.html, page.url)
+        stats.counts["candidates"] += len(images)
+        for attrs in images:
+            alt = raw_alt(attrs)
+            if alt is not None:
+                alt = normalize_alt(alt)
+            reason = _alt_reason(alt, config)
             if reason is None:
-                width, height = candidate.width, candidate.height
+                url, source, reason = choose_url(attrs, base_url)
+            if reason is None:
+                width, height = dimension(attrs, "width"), dimension(attrs, "height")
                 if config.drop_tracking_pixels and _is_pixel(width, height):
                     reason = "tracking_pixel"
             if reason is not None:
                 dropped[reason] += 1
                 continue
-            url = candidate.url
-            language, score = self.language.identify(alt)
-            stats.languages[language] += 1
+            language, score = identify(alt)
+            languages[language] += 1
             stats.count_domain(domain_of(url))
             yield (
-                pair_id(url, alt), url, alt, language, score, candidate.url_source,
-                width, height, self.crawl, self.shard, warc_file,
-                page.offset, page.record_id, page.url, page.capture_time,
+                pair_id(url, alt), url, alt, language, score, source, width, height,
+                self.crawl, self.shard, warc_file, page.offset, page.record_id, page.url,
+                page.capture_time,
             )
-        stats.counts["candidates"] += candidates
 
 
 def extract_shard(

@@ -33,10 +33,7 @@ class ImageCandidate:
 
     @property
     def alt(self) -> str | None:
-        alt = self.attrs.get("alt")
-        if alt is None and "alt" in self.attrs:  # a bare `alt` (no "=") is empty, not missing
-            return ""
-        return alt
+        return raw_alt(self.attrs)
 
     @property
     def url(self) -> str | None:
@@ -52,11 +49,11 @@ class ImageCandidate:
 
     @property
     def width(self) -> int | None:
-        return _dimension(self.attrs, "width")
+        return dimension(self.attrs, "width")
 
     @property
     def height(self) -> int | None:
-        return _dimension(self.attrs, "height")
+        return dimension(self.attrs, "height")
 
     def _chosen(self) -> tuple[str | None, str, str | None]:
         if self._choice is None:
@@ -66,10 +63,24 @@ class ImageCandidate:
 
 def iter_image_candidates(html: str | bytes, page_url: str) -> Iterator[ImageCandidate]:
     """Every `<img>` of the page, in document order (`bytes` are read as UTF-8)."""
+    base_url, images = image_attributes(html, page_url)
+    for attrs in images:
+        yield ImageCandidate(attrs, base_url)
+
+
+def image_attributes(html: str | bytes, page_url: str) -> tuple[str, list[dict]]:
+    """(base URL, the attributes of every `<img>` in document order): the extraction hot path
+    reads these directly; `iter_image_candidates` wraps them."""
     tree = LexborHTMLParser(html)
-    base_url = _base_url(tree, page_url)
-    for node in tree.css("img"):
-        yield ImageCandidate(node.attributes, base_url)
+    return _base_url(tree, page_url), [node.attributes for node in tree.css("img")]
+
+
+def raw_alt(attrs: dict[str, str | None]) -> str | None:
+    """The alt attribute as written: None when missing, "" for a bare `alt` (no "=")."""
+    alt = attrs.get("alt")
+    if alt is None and "alt" in attrs:
+        return ""
+    return alt
 
 
 def choose_url(attrs: dict[str, str | None], base_url: str) -> tuple[str | None, str, str | None]:
@@ -145,8 +156,11 @@ def _base_url(tree: LexborHTMLParser, page_url: str) -> str:
         return page_url
 
 
-def _dimension(attrs: dict[str, str | None], name: str) -> int | None:
-    value = (attrs.get(name) or "").strip().removesuffix("px")
+def dimension(attrs: dict[str, str | None], name: str) -> int | None:
+    value = attrs.get(name)
+    if not value:
+        return None
+    value = value.strip().removesuffix("px")
     if value.isascii() and value.isdigit() and len(value) < 7:  # "²".isdigit() is True
         return int(value)
     return None

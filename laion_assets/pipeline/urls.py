@@ -50,9 +50,10 @@ def _checked(absolute: str, original: str) -> str:
         raise UrlRejected("unsupported_scheme", original)
     cut = absolute.find("#")
     out = absolute if cut < 0 else absolute[:cut]
-    if "@" in _authority(out):  # published credentials would leak; fetchers refuse them too
+    authority = _authority(out)
+    if "@" in authority:  # published credentials would leak; fetchers refuse them too
         raise UrlRejected("credentials_in_url", original)
-    host = domain_of(out)
+    host = _host(authority)
     if host.endswith("."):  # "example.com." names the same host as "example.com"
         out = out.replace(f"//{host}", f"//{host.rstrip('.')}", 1)
         host = host.rstrip(".")
@@ -71,7 +72,10 @@ def _authority(url: str) -> str:
 
 def domain_of(url: str) -> str:
     """The host of a normalised http(s) URL (for statistics and domain rules)."""
-    authority = _authority(url)
+    return _host(_authority(url))
+
+
+def _host(authority: str) -> str:
     if authority.startswith("["):
         return authority[: authority.find("]") + 1]
     return authority.rsplit(":", 1)[0] if ":" in authority else authority

@@ -1,7 +1,8 @@
 """The image captures of a drop: where each image response sits in the WARC files.
 
 A web archive captures a page's images too. While extraction reads a shard, every `response`
-record whose HTTP Content-Type is `image/*` is indexed here (URL → WARC file, offset, stored
+record whose HTTP Content-Type is `image/*` is indexed here (extraction parses the HTTP head
+once and hands it over) (URL → WARC file, offset, stored
 length, HTTP status), so the fetch stage can replay an image with one seek instead of
 going to the live web.
 """
@@ -13,7 +14,6 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from laion_assets.pipeline.http import HttpParseError, parse_response_head
 from laion_assets.pipeline.urls import UrlRejected, normalize
 from laion_assets.pipeline.warc import WarcRecord
 
@@ -39,20 +39,14 @@ class CaptureIndexer:
         self._rows: list[tuple] = []
         self.count = 0
 
-    def observe(self, record: WarcRecord, warc_file: str) -> None:
-        """Index the record if it is an image response."""
-        if record.rec_type != "response":
-            return
+    def add(self, record: WarcRecord, warc_file: str, http_status: int, mime: str) -> None:
+        """Index an image response (its HTTP head already parsed by the caller)."""
         try:
-            status, headers, _ = parse_response_head(record.block)
             url = normalize(record.headers.get("warc-target-uri", "").strip("<> "))
-        except (HttpParseError, UrlRejected):
+        except UrlRejected:
             return
-        mime = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if not mime.startswith("image/"):
-            return
-        self._rows.append((url, warc_file, record.offset, record.stored_length, status, mime,
-                           record.headers.get("warc-date")))
+        self._rows.append((url, warc_file, record.offset, record.stored_length, http_status,
+                           mime, record.headers.get("warc-date")))
         self.count += 1
         if len(self._rows) >= _FLUSH_ROWS:
             self._flush()

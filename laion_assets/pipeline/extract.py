@@ -17,7 +17,13 @@ from laion_assets.pipeline.captures import CaptureIndexer
 from laion_assets.pipeline.charset import html_for_parser
 from laion_assets.pipeline.dedup import DedupWriter
 from laion_assets.pipeline.html import choose_url, dimension, image_attributes, raw_alt
-from laion_assets.pipeline.http import HttpParseError, parse_response, parse_response_head
+from laion_assets.pipeline.http import (
+    HttpParseError,
+    charset_of,
+    decode_body,
+    mime_type_of,
+    parse_response_head,
+)
 from laion_assets.pipeline.language import LanguageIdentifier
 from laion_assets.pipeline.pairs import EXTRACTED_PAIRS_SCHEMA, pair_id
 from laion_assets.pipeline.stats import StageStats
@@ -83,8 +89,6 @@ class PairExtractor:
                 self._skip(warc_file, item.offset, item.reason, item.detail)
                 continue
             self.stats.counts["records"] += 1
-            if self.captures is not None:
-                self.captures.observe(item, warc_file)
             page = self._page(item, warc_file)
             if page is not None:
                 yield from self._rows(page, warc_file)
@@ -104,26 +108,38 @@ class PairExtractor:
             return None
         self.stats.counts["responses"] += 1
         try:
-            if record.capped:  # too large to parse: only an HTML response is a lost page
-                if _capped_is_html(record):
-                    self._skip(warc_file, record.offset, "page_too_large",
-                               f"{record.block_length} bytes > {self.config.max_page_bytes}")
-                return None
-            response = parse_response(record.block, max_body_bytes=self.config.max_page_bytes)
+            status, headers, start = parse_response_head(record.block)
         except HttpParseError as exc:
             self._skip(warc_file, record.offset, exc.reason, exc.detail)
             return None
-        if not _is_html(response.mime_type, record, response.body):
+        mime = mime_type_of(headers)
+        if self.captures is not None and mime.startswith("image/"):
+            self.captures.add(record, warc_file, status, mime)
+        is_html = _declared_html(mime, record)
+        if is_html is False:
+            return None  # not a page: its body is never decoded
+        if record.capped:  # too large to parse: only an HTML response is a lost page
+            if is_html or _sniffed_html(record.block[start : start + 512]):
+                self._skip(warc_file, record.offset, "page_too_large",
+                           f"{record.block_length} bytes > {self.config.max_page_bytes}")
             return None
-        if response.status != 200:
-            self._skip(warc_file, record.offset, "http_status", str(response.status))
+        try:
+            body = decode_body(record.block[start:], headers,
+                               max_body_bytes=self.config.max_page_bytes)
+        except HttpParseError as exc:
+            self._skip(warc_file, record.offset, exc.reason, exc.detail)
+            return None
+        if is_html is None and not _sniffed_html(body):
+            return None
+        if status != 200:
+            self._skip(warc_file, record.offset, "http_status", str(status))
             return None
         try:
             page_url = normalize(record.headers.get("warc-target-uri", "").strip("<> "))
         except UrlRejected as exc:
             self._skip(warc_file, record.offset, "invalid_page_url", str(exc))
             return None
-        html, _, charset_source = html_for_parser(response.body, response.charset)
+        html, _, charset_source = html_for_parser(body, charset_of(headers))
         self.stats.counts["html_pages"] += 1
         self.stats.counts[f"charset_from_{charset_source}"] += 1
         if "warc-truncated" in record.headers:
@@ -252,21 +268,16 @@ def _is_pixel(width: int | None, height: int | None) -> bool:
     return (width is not None and width <= 1) or (height is not None and height <= 1)
 
 
-def _is_html(mime: str, record: WarcRecord, body: bytes) -> bool:
-    """HTML by the HTTP Content-Type, else by Common Crawl's identified type, else sniffed."""
+def _declared_html(mime: str, record: WarcRecord) -> bool | None:
+    """HTML by the HTTP Content-Type, else by Common Crawl's identified type; None: unknown."""
     if not mime:
         mime = record.headers.get("warc-identified-payload-type", "").split(";")[0].strip()
-    if mime:
-        return mime.lower() in HTML_TYPES
-    head = body[:512].lstrip().lower()
-    return head.startswith((b"<!doctype html", b"<html"))
+    return mime.lower() in HTML_TYPES if mime else None
 
 
-def _capped_is_html(record: WarcRecord) -> bool:
-    """Whether a block cut at the size cap holds HTML (by its HTTP head and first bytes)."""
-    _, headers, start = parse_response_head(record.block)
-    mime = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return _is_html(mime, record, record.block[start : start + 512])
+def _sniffed_html(body: bytes) -> bool:
+    """For a response that names no type: does the body start like an HTML document?"""
+    return body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html"))
 
 
 def parse_warc_date(value: str | None) -> datetime | None:

@@ -28,16 +28,25 @@ class HttpResponse:
 
     @property
     def mime_type(self) -> str:
-        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        return mime_type_of(self.headers)
 
     @property
     def charset(self) -> str | None:
-        """The charset parameter of Content-Type, if any."""
-        for param in self.headers.get("content-type", "").split(";")[1:]:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "charset" and value.strip(" \"'"):
-                return value.strip(" \"'")
-        return None
+        return charset_of(self.headers)
+
+
+def mime_type_of(headers: dict[str, str]) -> str:
+    """The media type of Content-Type, lower-cased, without parameters."""
+    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def charset_of(headers: dict[str, str]) -> str | None:
+    """The charset parameter of Content-Type, if any."""
+    for param in headers.get("content-type", "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip(" \"'"):
+            return value.strip(" \"'")
+    return None
 
 
 def parse_response_head(block: bytes) -> tuple[int, dict[str, str], int]:
@@ -65,13 +74,17 @@ def parse_response_head(block: bytes) -> tuple[int, dict[str, str], int]:
 def parse_response(block: bytes, *, max_body_bytes: int) -> HttpResponse:
     """Parse a response block and undo chunked transfer and gzip/deflate/br content coding."""
     status, headers, start = parse_response_head(block)
-    body = block[start:]
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = _dechunk(body)
+    return HttpResponse(status, headers,
+                        decode_body(block[start:], headers, max_body_bytes=max_body_bytes))
+
+
+def decode_body(raw: bytes, headers: dict[str, str], *, max_body_bytes: int) -> bytes:
+    """A body as sent (after `parse_response_head`), with transfer and content coding undone."""
+    body = _dechunk(raw) if "chunked" in headers.get("transfer-encoding", "").lower() else raw
     coding = headers.get("content-encoding", "").strip().lower()
     if coding and coding != "identity":
         body = _decode(body, coding, max_body_bytes)
-    return HttpResponse(status, headers, body)
+    return body
 
 
 def _dechunk(body: bytes) -> bytes:

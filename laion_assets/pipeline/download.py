@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from laion_assets.pipeline.fetch_live import LiveFetchConfig, LiveFetchResult, fetch_live_sync
+from laion_assets.pipeline.fingerprint import fingerprint
 from laion_assets.pipeline.images import (
     ImagePolicy,
     ImageRejected,
@@ -89,6 +90,8 @@ class DownloadResult:
     failures: Counter[str]
     by_source: Counter[str]
     tars: list[str]
+    bytes: int  # original bytes of every fetched body
+    fingerprint: str  # of (url, status, sha256) over all results: the data version
 
 
 @dataclass
@@ -167,8 +170,11 @@ def download_shard(
                 outputs.add(_failed(url, "not_captured", "no capture and live fetching is off"))
     rows = outputs.finish()
     progress.report(final=True)
-    return DownloadResult(rows, progress.counts, progress.failures, progress.sources,
-                          outputs.tars)
+    return DownloadResult(
+        rows, progress.counts, progress.failures, progress.sources, outputs.tars,
+        sum(r["bytes"] or 0 for r in outputs.rows),
+        fingerprint(sorted((r["url"], r["status"], r.get("sha256")) for r in outputs.rows)),
+    )
 
 
 def _keep_previous(previous: Previous, wanted: set[str], outputs: _Outputs) -> set[str]:
@@ -275,8 +281,8 @@ class _Decoder:
     def _write(self, url: str, meta: dict, size: int,
                outcome: ProcessedImage | ImageRejected) -> None:
         source, status = meta["source"], meta.get("http_status")
-        attempts, ctype, at = meta.get("attempts", 1), meta.get("content_type"), meta.get(
-            "fetched_at")
+        attempts, ctype = meta.get("attempts", 1), meta.get("content_type")
+        at = meta.get("fetched_at")
         if isinstance(outcome, ImageRejected):
             self.fail(_failed(url, outcome.reason, outcome.detail, source, False, status,
                               attempts, ctype, at, size))

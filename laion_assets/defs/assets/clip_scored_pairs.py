@@ -1,8 +1,5 @@
 """`clip_scored_pairs`: CLIP image and text embeddings and their cosine similarity."""
 
-import hashlib
-import json
-
 from dagster import (
     AssetExecutionContext,
     DataVersion,
@@ -16,6 +13,7 @@ from laion_assets.defs.assets.downloaded_images import downloaded_images
 from laion_assets.defs.assets.extracted_pairs import STAGE as EXTRACTED_PAIRS
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import ClipModelResource, DatasetStoreResource
+from laion_assets.pipeline.fingerprint import fingerprint
 from laion_assets.pipeline.scoring import score_shard
 
 STAGE = "clip_scored_pairs"
@@ -46,7 +44,7 @@ def clip_scored_pairs(
                                  columns=["url_key", "status", "tar"])
     scorer = clip_model.scorer()
     identity = scorer.identity.to_dict()
-    version = _data_version(images["data_version"], pairs_manifest["data_version"], identity)
+    version = fingerprint(images["data_version"], pairs_manifest["data_version"], identity)
     folder = images["folder"]
     with store.stage_output(STAGE, shard) as output:
         summary = score_shard(scorer, pairs, results,
@@ -78,8 +76,3 @@ def _histogram_md(histogram: list) -> str:
     rows = "\n".join(f"| {lo:+.2f} … {hi:+.2f} | {n:,} | {'█' * round(20 * n / top)} |"
                      for lo, hi, n in histogram)
     return "| cosine | pairs | |\n|---|---:|---|\n" + rows
-
-
-def _data_version(images_version: str, pairs_version: str, identity: dict) -> str:
-    text = json.dumps([images_version, pairs_version, identity], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

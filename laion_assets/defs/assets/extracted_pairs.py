@@ -1,9 +1,5 @@
 """`extracted_pairs`: every `<img>` with alt text of a shard's HTML pages, with provenance."""
 
-
-import hashlib
-import json
-
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -24,6 +20,7 @@ from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
 from laion_assets.pipeline.checks import duplicate_count, schema_problems
 from laion_assets.pipeline.drops import open_uri
 from laion_assets.pipeline.extract import ExtractConfig, extract_shard
+from laion_assets.pipeline.fingerprint import fingerprint
 from laion_assets.pipeline.pairs import EXTRACTED_PAIRS_SCHEMA
 
 STAGE = "extracted_pairs"
@@ -67,7 +64,7 @@ def extracted_pairs(
     shard = context.partition_key
     upstream = store.require_current(WARC_SHARDS, shard)
     rules = ExtractConfig(**config.model_dump())
-    version = _data_version(upstream["data_version"], rules)
+    version = fingerprint(upstream["data_version"], EXTRACTOR_VERSION, rules.to_dict())
     fs_options = crawl_drops.storage_options
     with store.stage_output(STAGE, shard) as output:
         with output.open(PAIRS_FILE) as sink, output.open(CAPTURES_FILE) as captures:
@@ -115,8 +112,3 @@ def _checks(store, path: str) -> list[AssetCheckResult]:
         AssetCheckResult(check_name="pair_id_unique", passed=duplicates == 0,
                          metadata={"duplicates": duplicates}),
     ]
-
-
-def _data_version(upstream_version: str, rules: ExtractConfig) -> str:
-    text = json.dumps([upstream_version, EXTRACTOR_VERSION, rules.to_dict()], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,8 +1,6 @@
 """`warc_shards`: which WARC files a shard holds, observed where they are (never copied)."""
 
 
-import hashlib
-
 from dagster import (
     AssetExecutionContext,
     DataVersion,
@@ -14,6 +12,7 @@ from dagster import (
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
 from laion_assets.pipeline.drops import load_shard, observe_files
+from laion_assets.pipeline.fingerprint import fingerprint
 
 STAGE = "warc_shards"
 
@@ -34,7 +33,7 @@ def warc_shards(
     store = dataset_store.store()
     shard = load_shard(store, context.partition_key)
     files = observe_files(shard, crawl_drops.storage_options)
-    version = hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()[:16]
+    version = fingerprint([f["sha256"] for f in files])
     total = sum(f["size"] for f in files)
     with store.stage_output(STAGE, shard.key) as output:
         output.commit({"shard": shard.key, "crawl": shard.crawl, "files": files,

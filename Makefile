@@ -11,7 +11,7 @@ export LAION_ASSETS_FETCH_SOURCES ?= replay
 export LAION_ASSETS_CLIP_PRETRAINED ?= none
 export LAION_ASSETS_CLIP_BATCH_SIZE ?= 32
 
-.PHONY: setup demo test lint ui bench clean
+.PHONY: setup system-packages demo test lint ui bench clean
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -27,7 +27,10 @@ setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 demo: setup
 	$(VENV)/bin/laion-assets demo
 
-test: setup
+system-packages:
+	scripts/system-packages.sh
+
+test: setup system-packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 

@@ -10,6 +10,9 @@ export LAION_ASSETS_VAR := $(CURDIR)/var
 export LAION_ASSETS_FETCH_SOURCES ?= replay
 export LAION_ASSETS_CLIP_PRETRAINED ?= none
 export LAION_ASSETS_CLIP_BATCH_SIZE ?= 32
+# Untrained CLIP gives cosines near 0, so LAION's 0.28 threshold would drop every pair: the
+# offline demo keeps the top 30 % by similarity instead (DataComp's rule).
+export LAION_ASSETS_SIMILARITY ?= top_fraction
 
 .PHONY: setup system-packages demo test lint ui bench clean
 

@@ -5,6 +5,10 @@ from dagster import Definitions
 from laion_assets.defs.assets.clip_scored_pairs import clip_scored_pairs
 from laion_assets.defs.assets.downloaded_images import downloaded_images
 from laion_assets.defs.assets.extracted_pairs import extracted_pairs
+from laion_assets.defs.assets.safety_filtered_pairs import (
+    no_listed_pair_passes,
+    safety_filtered_pairs,
+)
 from laion_assets.defs.assets.warc_shards import warc_shards
 from laion_assets.defs.jobs import shard_pipeline_job
 from laion_assets.defs.resources import (
@@ -12,15 +16,22 @@ from laion_assets.defs.resources import (
     CrawlDropsResource,
     DatasetStoreResource,
     ImageFetcherResource,
+    SafetyPolicyResource,
 )
 from laion_assets.defs.sensors import crawl_drop_sensor
 from laion_assets.settings import Settings, from_environment
 
 
-def build_definitions(settings: Settings) -> Definitions:
-    """Definitions wired to `settings` (tests build their own; Dagster loads `defs`)."""
+def build_definitions(settings: Settings,
+                      safety_policy: SafetyPolicyResource | None = None) -> Definitions:
+    """Definitions wired to `settings` (tests build their own; Dagster loads `defs`).
+
+    `safety_policy` replaces the policy built from `settings` (all rules configurable).
+    """
     return Definitions(
-        assets=[warc_shards, extracted_pairs, downloaded_images, clip_scored_pairs],
+        assets=[warc_shards, extracted_pairs, downloaded_images, clip_scored_pairs,
+                safety_filtered_pairs],
+        asset_checks=[no_listed_pair_passes],
         jobs=[shard_pipeline_job],
         sensors=[crawl_drop_sensor],
         resources={
@@ -37,6 +48,11 @@ def build_definitions(settings: Settings) -> Definitions:
             "clip_model": ClipModelResource(
                 model=settings.clip_model, pretrained=settings.clip_pretrained,
                 device=settings.clip_device, batch_size=settings.clip_batch_size,
+            ),
+            "safety_policy": safety_policy or SafetyPolicyResource(
+                similarity_mode=settings.similarity_mode, nsfw_head=settings.nsfw_head,
+                watermark_model=settings.watermark_model,
+                personal_data=settings.personal_data,
             ),
         },
     )

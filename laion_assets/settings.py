@@ -14,6 +14,10 @@
 | LAION_ASSETS_CLIP_PRETRAINED | laion2b_s34b_b79k | open_clip tag, file, s3:// URI, or `none` |
 | LAION_ASSETS_CLIP_DEVICE    | auto               | auto (CUDA if present), cuda, cpu         |
 | LAION_ASSETS_CLIP_BATCH_SIZE | 256               | pairs per batch                           |
+| LAION_ASSETS_SIMILARITY     | threshold          | threshold (per language), top_fraction, off |
+| LAION_ASSETS_NSFW_HEAD      | (zero-shot)        | LAION NSFW MLP weights (path or s3:// URI) |
+| LAION_ASSETS_WATERMARK_MODEL | (zero-shot)       | LAION watermark model weights             |
+| LAION_ASSETS_PERSONAL_DATA  | drop               | e-mails/phones in captions: drop, redact, off |
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ class Settings:
     clip_pretrained: str | None = "laion2b_s34b_b79k"
     clip_device: str = "auto"
     clip_batch_size: int = 256
+    similarity_mode: str = "threshold"
+    nsfw_head: str | None = None
+    watermark_model: str | None = None
+    personal_data: str = "drop"
 
 
 def from_environment() -> Settings:
@@ -53,6 +61,10 @@ def from_environment() -> Settings:
                                              "laion2b_s34b_b79k")),
         clip_device=os.environ.get("LAION_ASSETS_CLIP_DEVICE", "auto"),
         clip_batch_size=int(os.environ.get("LAION_ASSETS_CLIP_BATCH_SIZE", "256")),
+        similarity_mode=os.environ.get("LAION_ASSETS_SIMILARITY", "threshold"),
+        nsfw_head=os.environ.get("LAION_ASSETS_NSFW_HEAD") or None,
+        watermark_model=os.environ.get("LAION_ASSETS_WATERMARK_MODEL") or None,
+        personal_data=os.environ.get("LAION_ASSETS_PERSONAL_DATA", "drop"),
     )
 
 

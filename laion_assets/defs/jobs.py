@@ -4,6 +4,7 @@ from dagster import AssetSelection, define_asset_job
 
 shard_pipeline_job = define_asset_job(
     "shard_pipeline",
-    selection=AssetSelection.groups("crawl", "images", "scoring"),
-    description="Every per-shard asset, from the raw WARC partition to its CLIP-scored pairs.",
+    selection=AssetSelection.groups("crawl", "images", "scoring", "safety"),
+    description="Every per-shard asset, from the raw WARC partition to its safety-filtered "
+    "pairs.",
 )

@@ -10,3 +10,11 @@ def counts_table(counts: dict[str, int], label: str, limit: int | None = None) -
         return f"(no {label}s)"
     body = "\n".join(f"| {name} | {count:,} |" for name, count in rows)
     return f"| {label} | count |\n|---|---:|\n{body}"
+
+
+def histogram_md(histogram: list, label: str, fmt: str = "+.2f") -> str:
+    """A markdown bar chart of (low, high, count) bins."""
+    top = max((n for _, _, n in histogram), default=0) or 1
+    rows = "\n".join(f"| {lo:{fmt}} … {hi:{fmt}} | {n:,} | {'█' * round(20 * n / top)} |"
+                     for lo, hi, n in histogram)
+    return f"| {label} | pairs | |\n|---|---:|---|\n" + rows

@@ -1,10 +1,10 @@
-"""Resources: the dataset store, the crawl drops location, the image fetcher, CLIP."""
+"""Resources: the dataset store, crawl drops, the image fetcher, CLIP, the safety policy."""
 
 
 import os
 from functools import cache
 
-from dagster import ConfigurableResource, InitResourceContext
+from dagster import Config, ConfigurableResource, InitResourceContext
 from pydantic import Field
 
 from laion_assets.pipeline.clip import ClipModelSpec, ClipScorer, load_clip, resolve_device
@@ -12,6 +12,18 @@ from laion_assets.pipeline.download import DownloadConfig
 from laion_assets.pipeline.drops import CrawlDrop, list_drops
 from laion_assets.pipeline.fetch_live import DEFAULT_USER_AGENT, LiveFetchConfig
 from laion_assets.pipeline.images import ImagePolicy
+from laion_assets.pipeline.safety import concepts as default_concepts
+from laion_assets.pipeline.safety import text_rules
+from laion_assets.pipeline.safety.concepts import Concept
+from laion_assets.pipeline.safety.nsfw_head import NsfwHead
+from laion_assets.pipeline.safety.policy import (
+    NsfwRules,
+    QualityRules,
+    SafetyPolicy,
+    WatermarkRules,
+)
+from laion_assets.pipeline.safety.watermark import WatermarkModel
+from laion_assets.pipeline.safety.weights import load_model_file
 from laion_assets.pipeline.store import DatasetStore
 from laion_assets.settings import storage_options
 
@@ -125,3 +137,105 @@ class ClipModelResource(ConfigurableResource):
 @cache
 def _load_once(spec: ClipModelSpec) -> ClipScorer:
     return load_clip(spec)
+
+
+class ConceptConfig(Config):
+    """A zero-shot concept: a CLIP prompt and the cosine at which it fires."""
+
+    prompt: str
+    threshold: float
+
+
+def _concepts(defaults: tuple[Concept, ...]) -> list[ConceptConfig]:
+    return [ConceptConfig(prompt=c.prompt, threshold=c.threshold) for c in defaults]
+
+
+class SafetyPolicyResource(ConfigurableResource):
+    """Every safety rule's switches and thresholds, and the safety models' weights files.
+
+    Hash lists, URL lists and the takedown ledger have no switch: a match never passes.
+    """
+
+    similarity_mode: str = Field(default="threshold",
+                                 description="threshold (per language), top_fraction, or off")
+    similarity_thresholds: dict[str, float] = Field(
+        default={"en": 0.28}, description="CLIP cosine per language (LAION: 0.28 English)")
+    default_similarity_threshold: float = Field(
+        default=0.26, description="for languages not listed (LAION multilingual: 0.26)")
+    top_fraction: float = Field(default=0.3, description="DataComp: keep the top 30% (per shard)")
+    min_side: int = Field(default=0, description="minimum shorter side of the image, pixels")
+    min_bytes: int = Field(default=5_000, description="minimum image bytes (LAION: 5 KB)")
+    max_aspect_ratio: float = Field(default=3.0, description="longer side / shorter side")
+    min_text_chars: int = Field(default=5, description="LAION: alt text of 5+ characters")
+    max_text_chars: int = 1_000
+    nsfw_head: str | None = Field(
+        default=None, description="torch weights of LAION's NSFW MLP head (path or s3:// URI); "
+        "None: zero-shot concepts")
+    punsafe_threshold: float = Field(default=0.45, description="Re-LAION research-safe: 0.45")
+    nsfw_concepts: list[ConceptConfig] = Field(
+        default_factory=lambda: _concepts(default_concepts.DEFAULT_NSFW_CONCEPTS))
+    minor_concepts: list[ConceptConfig] = Field(
+        default_factory=lambda: _concepts(default_concepts.DEFAULT_MINOR_CONCEPTS),
+        description="with any NSFW signal, always excludes")
+    nsfw_keywords: list[str] = Field(default=list(text_rules.DEFAULT_NSFW_KEYWORDS))
+    minor_keywords: list[str] = Field(default=list(text_rules.DEFAULT_MINOR_KEYWORDS))
+    use_nsfw_keywords: bool = True
+    watermark_model: str | None = Field(
+        default=None, description="torch weights of LAION's efficientnet_b3 watermark model; "
+        "None: zero-shot concepts")
+    watermark_threshold: float = Field(default=0.8, description="LAION suggests 0.8")
+    watermark_concepts: list[ConceptConfig] = Field(
+        default_factory=lambda: _concepts(default_concepts.DEFAULT_WATERMARK_CONCEPTS))
+    watermark_enabled: bool = True
+    personal_data: str = Field(default="drop", description="e-mail and phone numbers in "
+                               "captions: drop, redact, or off")
+    pdq_max_distance: int = Field(default=31, description="PDQ match: Hamming distance")
+    pdq_min_quality: int = Field(default=50, description="PDQ match: minimum image quality")
+    device: str = Field(default="cpu", description="where the NSFW head and watermark run")
+
+    def policy(self) -> SafetyPolicy:
+        quality = QualityRules(
+            similarity_mode=self.similarity_mode,
+            similarity_thresholds=dict(self.similarity_thresholds),
+            default_similarity_threshold=self.default_similarity_threshold,
+            top_fraction=self.top_fraction, min_side=self.min_side, min_bytes=self.min_bytes,
+            max_aspect_ratio=self.max_aspect_ratio, min_text_chars=self.min_text_chars,
+            max_text_chars=self.max_text_chars)
+        nsfw = NsfwRules(
+            head=self.nsfw_head, threshold=self.punsafe_threshold,
+            concepts=_as_concepts(self.nsfw_concepts),
+            minor_concepts=_as_concepts(self.minor_concepts),
+            keywords=tuple(self.nsfw_keywords), minor_keywords=tuple(self.minor_keywords),
+            use_keywords=self.use_nsfw_keywords)
+        watermark = WatermarkRules(model=self.watermark_model,
+                                   threshold=self.watermark_threshold,
+                                   concepts=_as_concepts(self.watermark_concepts),
+                                   enabled=self.watermark_enabled)
+        return SafetyPolicy(quality=quality, nsfw=nsfw, watermark=watermark,
+                            personal_data=self.personal_data,
+                            pdq_max_distance=self.pdq_max_distance,
+                            pdq_min_quality=self.pdq_min_quality, device=self.device)
+
+    def nsfw_model(self, embed_dim: int) -> NsfwHead | None:
+        if not self.nsfw_head:
+            return None
+        return _load_head(self.nsfw_head, embed_dim, self.device)
+
+    def watermark_network(self) -> WatermarkModel | None:
+        if not self.watermark_model or not self.watermark_enabled:
+            return None
+        return _load_watermark(self.watermark_model, self.device)
+
+
+def _as_concepts(configs: list[ConceptConfig]) -> tuple[Concept, ...]:
+    return tuple(Concept(c.prompt, c.threshold) for c in configs)
+
+
+@cache
+def _load_head(source: str, embed_dim: int, device: str) -> NsfwHead:
+    return NsfwHead(load_model_file(source), embed_dim, device)
+
+
+@cache
+def _load_watermark(source: str, device: str) -> WatermarkModel:
+    return WatermarkModel(load_model_file(source), device)

@@ -237,6 +237,14 @@ class ClipScorer:
             text = F.normalize(text.float(), dim=-1)[text_index.to(self.device)]
             return image.cpu(), text.cpu()
 
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """fp32 L2-normalised text embeddings [len(texts), dim] (e.g. concept prompts)."""
+        if not texts:
+            return np.zeros((0, self.identity.embed_dim), np.float32)
+        with torch.inference_mode(), self._autocast():
+            text = self.model.encode_text(self.tokenizer(texts).to(self.device))
+        return F.normalize(text.float(), dim=-1).cpu().numpy()
+
     def _autocast(self) -> AbstractContextManager:
         dtype = _AUTOCAST_DTYPES.get(self.identity.precision)
         if dtype is None:

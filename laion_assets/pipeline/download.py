@@ -52,6 +52,7 @@ FETCH_RESULTS_SCHEMA = pa.schema(
         pa.field("frames", pa.int32()),
         pa.field("sha256", pa.string()),
         pa.field("md5", pa.string()),
+        pa.field("sha1", pa.string()),
         pa.field("pdq", pa.string()),
         pa.field("pdq_quality", pa.int32()),
         pa.field("resized_width", pa.int32()),
@@ -179,7 +180,8 @@ def download_shard(
 
 def _keep_previous(previous: Previous, wanted: set[str], outputs: _Outputs) -> set[str]:
     """Copy earlier successes (with their images) and permanent failures; return their URLs."""
-    rows = {r["url"]: r for r in previous.results.to_pylist() if r["url"] in wanted}
+    rows = {r["url"]: {**dict.fromkeys(FETCH_RESULTS_SCHEMA.names), **r}  # older: fewer columns
+            for r in previous.results.to_pylist() if r["url"] in wanted}
     keep = {u for u, r in rows.items() if r["status"] == "ok" or not r["transient"]}
     for url in keep:
         if rows[url]["status"] != "ok":
@@ -290,6 +292,7 @@ class _Decoder:
         row = _row(url, "ok", None, "", source, False, status, attempts, ctype, at, size)
         row.update(width=outcome.width, height=outcome.height, format=outcome.format,
                    frames=outcome.frames, sha256=outcome.sha256, md5=outcome.md5,
+                   sha1=outcome.sha1,
                    pdq=outcome.pdq, pdq_quality=outcome.pdq_quality,
                    resized_width=outcome.resized_width, resized_height=outcome.resized_height)
         self.outputs.add(self.progress.done(row), outcome.resized)

@@ -116,6 +116,7 @@ class ProcessedImage:
     frames: int
     sha256: str
     md5: str
+    sha1: str
     pdq: str
     pdq_quality: int
     resized: bytes
@@ -141,7 +142,7 @@ DEFAULT_POLICY = ImagePolicy()
 
 
 def process_image(data: bytes, policy: ImagePolicy = DEFAULT_POLICY) -> ProcessedImage:
-    """Decode, check, hash (sha256, md5, PDQ) and resize `data`; raises only ImageRejected."""
+    """Decode, check, hash (sha256, md5, sha1, PDQ) and resize `data`; raises ImageRejected."""
     if len(data) < policy.min_bytes:
         raise ImageRejected("too_few_bytes", f"{len(data)} < {policy.min_bytes}")
     with _pillow_guard():
@@ -168,6 +169,7 @@ def _process(data: bytes, policy: ImagePolicy) -> ProcessedImage:
         frames=frames,
         sha256=hashlib.sha256(data).hexdigest(),
         md5=hashlib.md5(data).hexdigest(),
+        sha1=hashlib.sha1(data).hexdigest(),
         pdq=pdq_bits_to_hex(bits),
         pdq_quality=quality,
         resized=encode_image(resized, policy),

@@ -52,7 +52,7 @@ import io
 import random
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -956,13 +956,14 @@ def _write_warc(path: Path, index: int, crawl: str, pages: list[Page], extras: l
 
 
 def write_sample_drop(drop_dir: str | Path, *, seed: int = 0, n_files: int = 4,
-                      pages_per_file: int = 12) -> SampleDrop:
+                      pages_per_file: int = 12, extra_pages: Sequence[Page] = ()) -> SampleDrop:
     """Write a deterministic Common-Crawl-shaped sample drop into ``drop_dir``.
 
     The crawl name is ``drop_dir``'s folder name. Existing files of the same names are
     overwritten (others are left alone; ``warc.paths.gz`` is the authoritative listing).
     ``pages`` counts the ``200 text/html`` page responses and ``image_records`` the ``200``
     image responses (404s and revisit records excluded). Same seed, same bytes.
+    `extra_pages` (e.g. pages that plant test cases) are appended to the first file.
     """
     if n_files < 1 or pages_per_file < 1:
         raise ValueError("n_files and pages_per_file must be >= 1")
@@ -972,6 +973,7 @@ def write_sample_drop(drop_dir: str | Path, *, seed: int = 0, n_files: int = 4,
     warc_dir.mkdir(parents=True, exist_ok=True)
     state = _DropState(seed)
     plan = plan_pages(seed, n_files, pages_per_file)
+    plan[0].extend(extra_pages)
     warc_files: list[Path] = []
     for index, pages in enumerate(plan):
         path = warc_dir / f"{crawl}-{FILE_TIMESTAMP}-{index:05d}.warc.gz"
@@ -979,4 +981,5 @@ def write_sample_drop(drop_dir: str | Path, *, seed: int = 0, n_files: int = 4,
         warc_files.append(path)
     listing = "".join(f"{p.relative_to(drop).as_posix()}\n" for p in warc_files)
     (drop / LISTING_NAME).write_bytes(gzip.compress(listing.encode("ascii"), mtime=0))
-    return SampleDrop(drop, crawl, warc_files, n_files * pages_per_file, state.image_records)
+    return SampleDrop(drop, crawl, warc_files, n_files * pages_per_file + len(extra_pages),
+                      state.image_records)

@@ -77,9 +77,11 @@ def score_shard(
                         histogram(values))
 
 
-def histogram(values: np.ndarray) -> list[tuple[float, float, int]]:
-    """Counts of similarities per bin (first and last bins take everything beyond them)."""
-    clipped = np.clip(values, HISTOGRAM_BINS[0], HISTOGRAM_BINS[-1] - 1e-9)
-    counts, edges = np.histogram(clipped, bins=HISTOGRAM_BINS)
+def histogram(values: np.ndarray, bins: np.ndarray = HISTOGRAM_BINS
+              ) -> list[tuple[float, float, int]]:
+    """Counts of finite values per bin (first and last bins take everything beyond them)."""
+    values = values[np.isfinite(values)]
+    clipped = np.clip(values, bins[0], bins[-1] - 1e-9)
+    counts, edges = np.histogram(clipped, bins=bins)
     return [(round(float(lo), 3), round(float(hi), 3), int(n))
             for lo, hi, n in zip(edges[:-1], edges[1:], counts, strict=True)]

@@ -84,6 +84,7 @@ def test_jpeg_hashes_sizes_and_output():
     assert (result.width, result.height, result.format, result.frames) == (400, 300, "JPEG", 1)
     assert result.sha256 == hashlib.sha256(data).hexdigest()
     assert result.md5 == hashlib.md5(data).hexdigest()
+    assert result.sha1 == hashlib.sha1(data).hexdigest()
     assert len(result.pdq) == 64 and int(result.pdq, 16) >= 0
     assert 0 <= result.pdq_quality <= 100
     out = _decoded(result)

@@ -11,6 +11,7 @@ from dagster import (
 from laion_assets.defs.assets.downloaded_images import STAGE as DOWNLOADED_IMAGES
 from laion_assets.defs.assets.downloaded_images import downloaded_images
 from laion_assets.defs.assets.extracted_pairs import STAGE as EXTRACTED_PAIRS
+from laion_assets.defs.metadata import histogram_md
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import ClipModelResource, DatasetStoreResource
 from laion_assets.pipeline.fingerprint import fingerprint
@@ -63,16 +64,10 @@ def clip_scored_pairs(
             "dagster/row_count": summary.rows,
             "failed_decodes": summary.failed_decodes,
             "similarity_mean": MetadataValue.float(summary.similarity_mean or 0.0),
-            "similarity_histogram": MetadataValue.md(_histogram_md(summary.histogram)),
+            "similarity_histogram": MetadataValue.md(histogram_md(summary.histogram, "cosine")),
             "model": MetadataValue.json(identity),
             "path": MetadataValue.path(store.uri(manifest["folder"])),
         },
         data_version=DataVersion(version),
     )
 
-
-def _histogram_md(histogram: list) -> str:
-    top = max((n for _, _, n in histogram), default=0) or 1
-    rows = "\n".join(f"| {lo:+.2f} … {hi:+.2f} | {n:,} | {'█' * round(20 * n / top)} |"
-                     for lo, hi, n in histogram)
-    return "| cosine | pairs | |\n|---|---:|---|\n" + rows

@@ -1,4 +1,4 @@
-"""`laion-assets`: the sample drop, headless materialization, the demo, one-file extraction."""
+"""`laion-assets`: sample drop, materialization, the demo, releases, takedowns, provenance."""
 
 from __future__ import annotations
 
@@ -35,6 +35,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=_demo)
 
+    p = sub.add_parser("release", help="publish the next version of a release")
+    p.add_argument("--name", default="laion-assets")
+    p.add_argument("--crawl", action="append", default=[], help="crawl to include (repeat)")
+    p.add_argument("--shard", action="append", default=[], help="shard to include (repeat)")
+    p.add_argument("--dedup-by-sha256", action="store_true")
+    p.add_argument("--notes", default="", help="a line for the changelog")
+    p.set_defaults(handler=_release)
+
+    p = sub.add_parser("takedown", help="the takedown ledger: add entries, list them")
+    actions = p.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="append a removal request to the ledger")
+    what = add.add_mutually_exclusive_group(required=True)
+    for kind in ("url", "domain", "sha256", "md5", "sha1", "pdq"):
+        what.add_argument(f"--{kind}", help=f"the {kind} to remove")
+    add.add_argument("--reason", required=True, help="why (recorded in the changelog)")
+    add.add_argument("--requested-by", default="", help="who asked (optional)")
+    add.set_defaults(handler=_takedown_add)
+    listing = actions.add_parser("list", help="print the ledger, oldest first")
+    listing.set_defaults(handler=_takedown_list)
+
     p = sub.add_parser("extract", help="extract pairs from WARC files (no Dagster)")
     p.add_argument("warcs", nargs="+", help="WARC files (paths or fsspec URIs)")
     p.add_argument("--out", required=True, type=Path, help="output parquet file")
@@ -67,7 +87,61 @@ def _demo(args: argparse.Namespace) -> int:
         write_sample_drop(drop_dir, seed=args.seed)
         print(f"wrote the sample crawl drop to {drop_dir}")
     runs = _run_drop(str(drop_dir))
-    return 0 if all(r.success for r in runs) else 1
+    if not all(r.success for r in runs):
+        return 1
+    from laion_assets.definitions import defs
+    from laion_assets.pipeline.release import list_versions
+
+    if list_versions(defs.resources["dataset_store"].store(), "laion-assets"):
+        return 0  # a release exists: cut the next one with `laion-assets release`
+    return _release(argparse.Namespace(name="laion-assets", crawl=[], shard=[],
+                                       dedup_by_sha256=False, notes="first version (demo)"))
+
+
+def _release(args: argparse.Namespace) -> int:
+    _ensure_dagster_home()
+    from dagster import DagsterInstance
+
+    from laion_assets.definitions import defs
+    from laion_assets.defs.headless import cut_release
+    from laion_assets.pipeline.release import latest_manifest
+
+    config = {"name": args.name, "crawls": args.crawl, "shards": args.shard,
+              "dedup_by_sha256": args.dedup_by_sha256, "notes": args.notes}
+    with DagsterInstance.get() as instance:
+        ok, run_id = cut_release(defs, instance, config)
+    if not ok:
+        print(f"release {args.name}: FAILED (run {run_id[:8]})", file=sys.stderr)
+        return 1
+    store = defs.resources["dataset_store"].store()
+    manifest = latest_manifest(store, args.name)
+    print(f"\nrelease {args.name} v{manifest['version']}: {manifest['rows']} rows, "
+          f"{len(manifest['source_shards'])} shards (run {run_id[:8]})")
+    for line in manifest["changelog"]:
+        print(f"  {line}")
+    print(f"  {store.uri(manifest['folder'])}")
+    return 0
+
+
+def _takedown_add(args: argparse.Namespace) -> int:
+    from laion_assets.definitions import defs
+    from laion_assets.pipeline.takedowns import KINDS, append, new_takedown
+
+    kind = next(k for k in KINDS if getattr(args, k))
+    entry = new_takedown(kind, getattr(args, kind), args.reason, args.requested_by)
+    store = defs.resources["dataset_store"].store()
+    path = append(store, [entry])
+    print(f"{entry.id}: {entry.kind} {entry.value} ({entry.reason}) -> {store.uri(path)}")
+    return 0
+
+
+def _takedown_list(args: argparse.Namespace) -> int:
+    from laion_assets.definitions import defs
+    from laion_assets.pipeline.takedowns import read_ledger
+
+    for e in read_ledger(defs.resources["dataset_store"].store()):
+        print(f"{e.added_at}  {e.id}  {e.kind:<6} {e.value}  {e.reason}")
+    return 0
 
 
 def _run_drop(drop: str) -> list:

@@ -5,12 +5,19 @@ from dagster import Definitions
 from laion_assets.defs.assets.clip_scored_pairs import clip_scored_pairs
 from laion_assets.defs.assets.downloaded_images import downloaded_images
 from laion_assets.defs.assets.extracted_pairs import extracted_pairs
+from laion_assets.defs.assets.release import (
+    coverage,
+    files_match_manifest,
+    no_listed_rows,
+    release,
+)
 from laion_assets.defs.assets.safety_filtered_pairs import (
     no_listed_pair_passes,
     safety_filtered_pairs,
 )
 from laion_assets.defs.assets.warc_shards import warc_shards
-from laion_assets.defs.jobs import shard_pipeline_job
+from laion_assets.defs.jobs import release_job, shard_pipeline_job
+from laion_assets.defs.k8s import executor_from_environment
 from laion_assets.defs.resources import (
     ClipModelResource,
     CrawlDropsResource,
@@ -18,7 +25,7 @@ from laion_assets.defs.resources import (
     ImageFetcherResource,
     SafetyPolicyResource,
 )
-from laion_assets.defs.sensors import crawl_drop_sensor
+from laion_assets.defs.sensors import crawl_drop_sensor, takedown_sensor
 from laion_assets.settings import Settings, from_environment
 
 
@@ -30,10 +37,11 @@ def build_definitions(settings: Settings,
     """
     return Definitions(
         assets=[warc_shards, extracted_pairs, downloaded_images, clip_scored_pairs,
-                safety_filtered_pairs],
-        asset_checks=[no_listed_pair_passes],
-        jobs=[shard_pipeline_job],
-        sensors=[crawl_drop_sensor],
+                safety_filtered_pairs, release],
+        asset_checks=[no_listed_pair_passes, files_match_manifest, no_listed_rows, coverage],
+        jobs=[shard_pipeline_job, release_job],
+        sensors=[crawl_drop_sensor, takedown_sensor],
+        executor=executor_from_environment(),  # k8s_job_executor when LAION_ASSETS_EXECUTOR=k8s
         resources={
             "dataset_store": DatasetStoreResource(root=settings.store,
                                                   s3_endpoint=settings.s3_endpoint),

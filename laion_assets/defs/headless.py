@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from dagster import DagsterInstance, Definitions
 
-from laion_assets.defs.jobs import shard_pipeline_job
+from laion_assets.defs.jobs import release_job, shard_pipeline_job
 from laion_assets.defs.partitions import SHARDS
 from laion_assets.defs.registration import shards_to_add
 from laion_assets.pipeline.drops import DropError, list_drops, registered_shards
@@ -47,3 +47,14 @@ def materialize_drop(
         runs.append(ShardRun(key, result.run_id, result.success))
         log(f"  {key}: {'ok' if result.success else 'FAILED'} (run {result.run_id[:8]})")
     return runs
+
+
+def cut_release(defs: Definitions, instance: DagsterInstance, config: dict | None = None,
+                tags: dict | None = None) -> tuple[bool, str]:
+    """Run `release_job` with `config` (ReleaseRunConfig fields); (success, run id)."""
+    job = defs.resolve_job_def(release_job.name)
+    run_config = {**QUIET_LOGS, "ops": {"release": {"config": config or {}}}}
+    result = job.execute_in_process(instance=instance, run_config=run_config,
+                                    raise_on_error=False,
+                                    tags={"laion_assets/trigger": "cli", **(tags or {})})
+    return result.success, result.run_id

@@ -1,4 +1,4 @@
-"""Jobs: the per-shard chain that the sensor, the CLI and UI backfills run."""
+"""Jobs: the per-shard chain (sensor, CLI and UI backfills) and cutting a release."""
 
 from dagster import AssetSelection, define_asset_job
 
@@ -7,4 +7,11 @@ shard_pipeline_job = define_asset_job(
     selection=AssetSelection.groups("crawl", "images", "scoring", "safety"),
     description="Every per-shard asset, from the raw WARC partition to its safety-filtered "
     "pairs.",
+)
+
+release_job = define_asset_job(
+    "release_job",
+    selection=AssetSelection.assets("release"),
+    description="Publish the next version of a release (config: name, crawls, shards); the "
+    "takedown sensor requests it when the ledger gains entries.",
 )

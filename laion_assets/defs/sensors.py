@@ -1,4 +1,4 @@
-"""The crawl-drop sensor: new WARC files in a watched location become shards and runs."""
+"""Sensors: new WARC files become shards and runs; new takedowns become release versions."""
 
 
 import json
@@ -8,14 +8,17 @@ from dagster import (
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
+    SkipReason,
     sensor,
 )
 
-from laion_assets.defs.jobs import shard_pipeline_job
+from laion_assets.defs.jobs import release_job, shard_pipeline_job
 from laion_assets.defs.partitions import SHARDS, shard_partitions
 from laion_assets.defs.registration import shards_to_add
 from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
 from laion_assets.pipeline.drops import drop_fingerprint
+from laion_assets.pipeline.release import latest_manifest, list_releases
+from laion_assets.pipeline.takedowns import Takedown, ledger_version, read_ledger
 
 
 @sensor(
@@ -49,3 +52,43 @@ def crawl_drop_sensor(
         ),
         cursor=json.dumps(seen, sort_keys=True),
     )
+
+
+@sensor(
+    job=release_job,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Watches the takedown ledger: when it holds entries that a release's latest "
+    "version was not checked against, requests that release's next version with the same "
+    "selection (run key = release name + ledger version).",
+)
+def takedown_sensor(context: SensorEvaluationContext,
+                    dataset_store: DatasetStoreResource) -> SensorResult | SkipReason:
+    store = dataset_store.store()
+    entries = read_ledger(store)
+    version = ledger_version(entries)
+    requests = []
+    for name in list_releases(store):
+        manifest = latest_manifest(store, name)
+        if manifest["ledger_version"] == version:
+            continue
+        config = {**manifest["config"], "notes": _takedown_note(entries, manifest)}
+        config = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+        requests.append(RunRequest(
+            run_key=f"{name}@ledger:{version}",
+            run_config={"ops": {"release": {"config": config}}},
+            tags={"laion_assets/trigger": "takedown", "laion_assets/release": name}))
+        context.log.info("release %s v%d predates ledger %s: requesting the next version",
+                         name, manifest["version"], version)
+    if not requests:
+        return SkipReason(f"every release is up to date with the ledger ({version})")
+    return SensorResult(run_requests=requests)
+
+
+def _takedown_note(entries: list[Takedown], manifest: dict) -> str:
+    """The ledger entries added since a version was published, by kind."""
+    seen = int(manifest["ledger_version"].split(":")[0])
+    new = entries[seen:] if seen <= len(entries) else entries
+    kinds = ", ".join(f"{k} {sum(e.kind == k for e in new)}" for k in sorted({e.kind for e in new}))
+    return (f"takedowns since v{manifest['version']}: {len(new)} new ledger entries ({kinds})"
+            if new else f"takedown ledger changed since v{manifest['version']}")

@@ -62,7 +62,7 @@ def parse_shard_key(key: str) -> tuple[str, int]:
 
 def list_drops(location: str, storage_options: dict[str, Any] | None = None) -> list[CrawlDrop]:
     """The drops under `location`: each sub-folder with a listing or WARC files (or itself)."""
-    fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))
+    fs, root = _fresh_fs(location, storage_options)
     if not fs.exists(root):
         return []
     if _looks_like_drop(fs, root):
@@ -73,7 +73,7 @@ def list_drops(location: str, storage_options: dict[str, Any] | None = None) -> 
 
 def drop_fingerprint(drop: CrawlDrop, storage_options: dict[str, Any] | None = None) -> str:
     """Changes whenever the drop's listing or its set of WARC files changes."""
-    fs, root = fsspec.core.url_to_fs(drop.uri, **(storage_options or {}))
+    fs, root = _fresh_fs(drop.uri, storage_options)
     listing = _listing_path(fs, root)
     if listing:
         info = fs.info(listing)
@@ -89,7 +89,7 @@ def list_warc_files(
 ) -> list[str]:
     """WARC file URIs of a drop in order: its listing's (resolved against `listing_base`,
     the drop's own folder by default) or its `*.warc.gz` files sorted by name."""
-    fs, root = fsspec.core.url_to_fs(drop.uri, **(storage_options or {}))
+    fs, root = _fresh_fs(drop.uri, storage_options)
     listing = _listing_path(fs, root)
     if listing is None:
         return [_with_protocol(fs, p) for p in _warc_files_in(fs, root)]
@@ -185,6 +185,17 @@ def load_shard(store: DatasetStore, key: str) -> Shard:
 
 def _shard(entry: dict) -> Shard:
     return Shard(entry["key"], entry["crawl"], entry["index"], tuple(entry["files"]))
+
+
+def _fresh_fs(
+    uri: str, storage_options: dict[str, Any] | None
+) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and path of `uri`, without listings cached by earlier calls: fsspec
+    shares one s3fs instance per process, and its listing cache never expires, so a
+    long-lived sensor would otherwise never see drops or files that appeared since."""
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    fs.invalidate_cache()
+    return fs, path
 
 
 def _registry_path(crawl: str) -> str:

@@ -5,7 +5,8 @@ stores that have no rename: a stage writes its files into a fresh attempt folder
 `<stage>/<partition>/<attempt>/`, then commits by writing `<stage>/<partition>/_CURRENT.json`
 (one small object: a single PUT on S3, write-and-rename locally) naming that folder. Readers
 go through `_CURRENT.json` only, so they see the old output or the new one, never a mix.
-Superseded and abandoned attempt folders are removed after each commit.
+Older attempt folders (superseded or abandoned) are removed after each commit; a newer one
+may belong to a concurrent run that is still writing, so it is left alone.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class DatasetStore:
     def current(self, stage: str, partition: str) -> dict | None:
         """The committed manifest of a stage's partition, or None if nothing is committed."""
         marker = posixpath.join(stage, partition, CURRENT)
+        # another process may have committed since this one listed the partition: s3fs would
+        # answer from its listing cache (stale size and ETag: FileExpired on reading)
+        self.fs.invalidate_cache(self.path(marker))
         return self.read_json(marker) if self.exists(marker) else None
 
     def require_current(self, stage: str, partition: str) -> dict:
@@ -117,7 +121,7 @@ class StageOutput:
 
     def __init__(self, store: DatasetStore, stage: str, partition: str) -> None:
         self.store, self.stage, self.partition = store, stage, partition
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")  # attempts sort by start time
         self.attempt = f"{stamp}-{uuid.uuid4().hex[:8]}"
         self.folder = posixpath.join(stage, partition, self.attempt)
         self.committed = False
@@ -148,7 +152,8 @@ class StageOutput:
         parent = self.store.path(posixpath.join(self.stage, self.partition))
         for entry in self.store.fs.ls(parent, detail=True):
             name = posixpath.basename(entry["name"].rstrip("/"))
-            if entry["type"] == "directory" and name != self.attempt:
+            # only older attempts: a newer one may belong to a concurrent run still writing
+            if entry["type"] == "directory" and name < self.attempt:
                 self.store.fs.rm(entry["name"], recursive=True)
 
 

@@ -1,6 +1,11 @@
 import pytest
 
 from laion_assets.pipeline.store import DatasetStore, StoreError
+from laion_assets.settings import storage_options
+from laion_assets_tests import s3 as s3_server
+
+moto_endpoint = s3_server.moto_endpoint
+s3 = s3_server.s3
 
 
 @pytest.fixture
@@ -44,6 +49,26 @@ def test_commit_replaces_and_a_failed_attempt_keeps_the_old_output(store):
     assert _attempts(store) == [store.path(second["folder"])]
 
 
+def test_a_commit_leaves_a_newer_concurrent_attempt_alone(store):
+    """Two runs of one shard: the older attempt commits first; the newer one, still writing,
+    keeps its files and commits after it."""
+    _write(store, b"old")
+    with (store.stage_output("stage", "crawl/00000") as first,
+          store.stage_output("stage", "crawl/00000") as second):
+        assert first.attempt < second.attempt
+        with second.open("data.bin") as handle:
+            handle.write(b"second")
+        with first.open("data.bin") as handle:
+            handle.write(b"first")
+        first.commit({"file": first.file("data.bin")})
+        assert store.exists(second.file("data.bin"))
+        second.commit({"file": second.file("data.bin")})
+    manifest = store.require_current("stage", "crawl/00000")
+    with store.open(manifest["file"]) as handle:
+        assert handle.read() == b"second"
+    assert [p.rsplit("/", 1)[-1] for p in _attempts(store)] == [second.attempt]
+
+
 def test_missing_output_names_the_path(store):
     with pytest.raises(StoreError, match="stage/crawl/00001: nothing committed"):
         store.require_current("stage", "crawl/00001")
@@ -57,21 +82,12 @@ def test_corrupt_marker_names_the_file(store):
         store.current("stage", "crawl/00000")
 
 
-def test_store_on_s3_protocol_server():
+def test_store_on_s3_protocol_server(s3: s3_server.S3Server):
     """The same commit protocol on a real S3-protocol server (moto) on loopback."""
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        options = {"client_kwargs": {"endpoint_url": endpoint}, "key": "test", "secret": "test"}
-        store = DatasetStore("s3://laion-test/prefix", options)
-        store.fs.mkdir("laion-test")
-        _write(store, b"on s3")
-        manifest = store.require_current("stage", "crawl/00000")
-        with store.open(manifest["file"]) as handle:
-            assert handle.read() == b"on s3"
-        assert store.uri(manifest["file"]).startswith("s3://laion-test/prefix/stage/")
-    finally:
-        server.stop()
+    bucket = s3.bucket()
+    store = DatasetStore(f"s3://{bucket}/prefix", storage_options(s3.endpoint))
+    _write(store, b"on s3")
+    manifest = store.require_current("stage", "crawl/00000")
+    with store.open(manifest["file"]) as handle:
+        assert handle.read() == b"on s3"
+    assert store.uri(manifest["file"]).startswith(f"s3://{bucket}/prefix/stage/")

@@ -70,9 +70,9 @@ def load_lists(store: DatasetStore) -> SafetyLists:
 
     for kind in EXACT_KINDS:
         for name, data in read(f"{HASH_LISTS}/{kind}"):
-            lists.exact[kind].append((name, load_exact(kind, [(name, data.splitlines())])))
+            lists.exact[kind].append((name, load_exact(kind, [(name, data)])))
     for name, data in read(f"{HASH_LISTS}/pdq"):
-        lists.pdq.append((name, load_pdq([(name, data.splitlines())])))
+        lists.pdq.append((name, load_pdq([(name, data)])))
     for name, data in read(f"{HASH_LISTS}/url"):
         lists.urls.append((name, read_values("url", data.splitlines(), name)))
     for name, data in read(f"{OPT_OUTS}/domain"):

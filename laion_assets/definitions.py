@@ -16,7 +16,12 @@ from laion_assets.defs.assets.safety_filtered_pairs import (
     safety_filtered_pairs,
 )
 from laion_assets.defs.assets.warc_shards import warc_shards
-from laion_assets.defs.jobs import release_job, shard_pipeline_job
+from laion_assets.defs.jobs import (
+    release_job,
+    shard_cpu_stages_job,
+    shard_gpu_stage_job,
+    shard_pipeline_job,
+)
 from laion_assets.defs.k8s import executor_from_environment
 from laion_assets.defs.resources import (
     ClipModelResource,
@@ -39,7 +44,7 @@ def build_definitions(settings: Settings,
         assets=[warc_shards, extracted_pairs, downloaded_images, clip_scored_pairs,
                 safety_filtered_pairs, release],
         asset_checks=[no_listed_pair_passes, files_match_manifest, no_listed_rows, coverage],
-        jobs=[shard_pipeline_job, release_job],
+        jobs=[shard_pipeline_job, shard_cpu_stages_job, shard_gpu_stage_job, release_job],
         sensors=[crawl_drop_sensor, takedown_sensor],
         executor=executor_from_environment(),  # k8s_job_executor when LAION_ASSETS_EXECUTOR=k8s
         resources={

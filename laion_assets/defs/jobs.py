@@ -9,6 +9,19 @@ shard_pipeline_job = define_asset_job(
     "pairs.",
 )
 
+shard_cpu_stages_job = define_asset_job(
+    "shard_cpu_stages",
+    selection=AssetSelection.groups("crawl", "images"),
+    description="The CPU stages of a shard: WARC partition, extraction, image download. "
+    "Declarative automation then runs the GPU stage and the safety stage.",
+)
+
+shard_gpu_stage_job = define_asset_job(
+    "shard_gpu_stage",
+    selection=AssetSelection.groups("scoring"),
+    description="CLIP scoring of a shard (the `gpu` pool, one at a time); safety follows.",
+)
+
 release_job = define_asset_job(
     "release_job",
     selection=AssetSelection.assets("release"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
+from dagster import TableColumn, TableSchema
+
 
 def counts_table(counts: dict[str, int], label: str, limit: int | None = None) -> str:
     """A markdown table of counts, largest first."""
@@ -18,3 +21,11 @@ def histogram_md(histogram: list, label: str, fmt: str = "+.2f") -> str:
     rows = "\n".join(f"| {lo:{fmt}} … {hi:{fmt}} | {n:,} | {'█' * round(20 * n / top)} |"
                      for lo, hi, n in histogram)
     return f"| {label} | pairs | |\n|---|---:|---|\n" + rows
+
+
+def column_schema(schema: pa.Schema, descriptions: dict[str, str] | None = None) -> TableSchema:
+    """A Dagster column schema (shown on the asset page) from a pyarrow schema."""
+    descriptions = descriptions or {}
+    return TableSchema(columns=[
+        TableColumn(name=f.name, type=str(f.type), description=descriptions.get(f.name))
+        for f in schema])

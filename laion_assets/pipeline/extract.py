@@ -188,10 +188,12 @@ def extract_shard(
     config: ExtractConfig = ExtractConfig(),
     input_bytes: int = 0,
     captures_sink: BinaryIO | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> ExtractResult:
     """Extract, deduplicate by `pair_id` and write a shard's pairs to `sink` as parquet.
 
-    With `captures_sink`, the shard's image responses are indexed there too (`captures.py`).
+    With `captures_sink`, the shard's image responses are indexed there too (`captures.py`);
+    `log` gets a progress line after each WARC file.
     """
     captures = CaptureIndexer(captures_sink) if captures_sink is not None else None
     extractor = PairExtractor(config, crawl, shard, captures)
@@ -202,6 +204,10 @@ def extract_shard(
             for batch in _batches(_rows_of(extractor, open_file, warc_file), config.rows_per_batch):
                 writer.write(batch)
             extractor.stats.counts["warc_files"] += 1
+            if log is not None:
+                counts = extractor.stats.counts
+                log(f"{counts['warc_files']}/{len(warc_files)} WARC files: "
+                    f"{counts['html_pages']} pages, {writer.rows_in} pairs so far")
         rows = writer.finish(sink)
         if captures is not None:
             captures.close()

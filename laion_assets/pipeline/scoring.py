@@ -61,15 +61,21 @@ def iter_items(keys_by_tar: dict[str, list], by_key: dict[str, list],
 def score_shard(
     scorer: ClipScorer, pairs: pa.Table, results: pa.Table,
     open_tar: Callable[[str], BinaryIO], output: Folder,
+    log: Callable[[str], None] | None = None, log_every: int = 50,
 ) -> ScoreSummary:
-    """Score every pair with a fetched image and write embeddings + ids to `output`."""
+    """Score every pair with a fetched image and write embeddings + ids to `output`.
+
+    `log` gets a progress line every `log_every` batches.
+    """
     keys_by_tar, by_key = scoring_plan(pairs, results)
     count = sum(len(v) for v in by_key.values())
     similarities = []
     failed = 0
     with EmbeddingWriter(output, count, scorer.identity.embed_dim) as writer:
-        for batch in scorer.score(iter_items(keys_by_tar, by_key, open_tar)):
+        for number, batch in enumerate(scorer.score(iter_items(keys_by_tar, by_key, open_tar)), 1):
             writer.write(batch)
+            if log is not None and number % log_every == 0:
+                log(f"{writer.rows}/{count} pairs scored")
             similarities.append(batch.similarity[batch.ok])
             failed += int((~batch.ok).sum())
     values = np.concatenate(similarities) if similarities else np.zeros(0, np.float32)

@@ -2,6 +2,7 @@
 
 from dagster import (
     AssetExecutionContext,
+    AutomationCondition,
     DataVersion,
     MaterializeResult,
     MetadataValue,
@@ -11,9 +12,10 @@ from dagster import (
 from laion_assets.defs.assets.downloaded_images import STAGE as DOWNLOADED_IMAGES
 from laion_assets.defs.assets.downloaded_images import downloaded_images
 from laion_assets.defs.assets.extracted_pairs import STAGE as EXTRACTED_PAIRS
-from laion_assets.defs.metadata import histogram_md
+from laion_assets.defs.metadata import column_schema, histogram_md
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import ClipModelResource, DatasetStoreResource
+from laion_assets.pipeline.embeddings import IDS_SCHEMA
 from laion_assets.pipeline.fingerprint import fingerprint
 from laion_assets.pipeline.scoring import score_shard
 
@@ -26,6 +28,8 @@ STAGE = "clip_scored_pairs"
     group_name="scoring",
     kinds={"pytorch", "numpy"},
     owners=["team:dataset-builders"],
+    metadata={"dagster/column_schema": column_schema(IDS_SCHEMA)},
+    automation_condition=AutomationCondition.eager(),
     pool="gpu",
     description="CLIP image and text embeddings (float16 .npy, aligned with ids.parquet) and "
     "the cosine similarity of every pair whose image was fetched, with the model's identity. "
@@ -49,7 +53,8 @@ def clip_scored_pairs(
     folder = images["folder"]
     with store.stage_output(STAGE, shard) as output:
         summary = score_shard(scorer, pairs, results,
-                              lambda name: store.open(f"{folder}/{name}"), output)
+                              lambda name: store.open(f"{folder}/{name}"), output,
+                              log=context.log.info)
         manifest = output.commit({
             "shard": shard, "rows": summary.rows, "model": identity,
             "failed_decodes": summary.failed_decodes, "similarity_mean": summary.similarity_mean,

@@ -4,6 +4,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
+    AutomationCondition,
     DataVersion,
     MaterializeResult,
     MetadataValue,
@@ -12,14 +13,19 @@ from dagster import (
 
 from laion_assets.defs.assets.extracted_pairs import STAGE as EXTRACTED_PAIRS
 from laion_assets.defs.assets.extracted_pairs import extracted_pairs
-from laion_assets.defs.metadata import counts_table
+from laion_assets.defs.metadata import column_schema, counts_table
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import (
     CrawlDropsResource,
     DatasetStoreResource,
     ImageFetcherResource,
 )
-from laion_assets.pipeline.download import RESULTS_FILE, Previous, download_shard
+from laion_assets.pipeline.download import (
+    FETCH_RESULTS_SCHEMA,
+    RESULTS_FILE,
+    Previous,
+    download_shard,
+)
 from laion_assets.pipeline.drops import open_uri, parse_shard_key, registered_shards
 from laion_assets.pipeline.replay import ReplaySource, index_from_tables
 
@@ -32,6 +38,8 @@ STAGE = "downloaded_images"
     group_name="images",
     kinds={"webdataset", "parquet"},
     owners=["team:dataset-builders"],
+    metadata={"dagster/column_schema": column_schema(FETCH_RESULTS_SCHEMA)},
+    automation_condition=AutomationCondition.eager(),
     description="One fetch result per unique image URL of the shard (status, reason, source, "
     "bytes, size, sha256, md5, PDQ) and the resized images as webdataset tars keyed by URL "
     "hash. Replays the drop's own WARC captures first, then the live web (config).",

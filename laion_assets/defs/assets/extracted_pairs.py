@@ -4,6 +4,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
+    AutomationCondition,
     Config,
     DataVersion,
     MaterializeResult,
@@ -14,7 +15,7 @@ from pydantic import Field
 
 from laion_assets.defs.assets.warc_shards import STAGE as WARC_SHARDS
 from laion_assets.defs.assets.warc_shards import warc_shards
-from laion_assets.defs.metadata import counts_table
+from laion_assets.defs.metadata import column_schema, counts_table
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
 from laion_assets.pipeline.checks import duplicate_count, schema_problems
@@ -44,6 +45,8 @@ class ExtractPairsConfig(Config):
     group_name="crawl",
     kinds={"parquet"},
     owners=["team:dataset-builders"],
+    metadata={"dagster/column_schema": column_schema(EXTRACTED_PAIRS_SCHEMA)},
+    automation_condition=AutomationCondition.eager(),
     description="Every <img> with alt text in the shard's HTML responses: URL resolved and "
     "normalised, alt text normalised, language identified, deduplicated by pair_id within the "
     "shard, with WARC provenance (file, record offset, record id, page URL, capture time).",
@@ -72,7 +75,7 @@ def extracted_pairs(
                 [f["uri"] for f in upstream["files"]], sink,
                 open_file=lambda uri: open_uri(uri, fs_options), crawl=upstream["crawl"],
                 shard=shard, config=rules, input_bytes=upstream["bytes"],
-                captures_sink=captures,
+                captures_sink=captures, log=context.log.info,
             )
         manifest = output.commit({
             "shard": shard, "rows": result.rows, "file": output.file(PAIRS_FILE),

@@ -15,9 +15,10 @@ from dagster import (
 from pydantic import Field
 
 from laion_assets.defs.assets.safety_filtered_pairs import safety_filtered_pairs
-from laion_assets.defs.metadata import counts_table
+from laion_assets.defs.metadata import column_schema, counts_table
 from laion_assets.defs.resources import DatasetStoreResource, SafetyPolicyResource
 from laion_assets.pipeline.release import (
+    RELEASE_SCHEMA,
     PublishContext,
     ReleaseConfig,
     publish_release,
@@ -54,6 +55,7 @@ class ReleaseRunConfig(Config):
     group_name="release",
     kinds={"parquet", "numpy"},
     owners=["team:dataset-builders"],
+    metadata={"dagster/column_schema": column_schema(RELEASE_SCHEMA)},
     description="A new, immutable version of a published dataset: LAION's columns, float16 "
     "embeddings, a provenance table, lookup indexes, manifest.json (the commit, written last), "
     "a dataset card and a changelog with the rows removed since the previous version. Rows are "

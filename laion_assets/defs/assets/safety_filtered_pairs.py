@@ -7,6 +7,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
+    AutomationCondition,
     DataVersion,
     MaterializeResult,
     MetadataValue,
@@ -19,7 +20,7 @@ from laion_assets.defs.assets.clip_scored_pairs import STAGE as CLIP_SCORED_PAIR
 from laion_assets.defs.assets.clip_scored_pairs import clip_scored_pairs
 from laion_assets.defs.assets.downloaded_images import STAGE as DOWNLOADED_IMAGES
 from laion_assets.defs.assets.extracted_pairs import STAGE as EXTRACTED_PAIRS
-from laion_assets.defs.metadata import counts_table, histogram_md
+from laion_assets.defs.metadata import column_schema, counts_table, histogram_md
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import (
     ClipModelResource,
@@ -32,6 +33,7 @@ from laion_assets.pipeline.safety.lists import load_lists
 from laion_assets.pipeline.safety.stage import (
     EXCLUSIONS_FILE,
     PAIRS_FILE,
+    SAFE_PAIRS_SCHEMA,
     SCORES_FILE,
     SafetyModels,
     ShardInputs,
@@ -50,6 +52,8 @@ STAGE = "safety_filtered_pairs"
     group_name="safety",
     kinds={"parquet", "numpy"},
     owners=["team:dataset-builders"],
+    metadata={"dagster/column_schema": column_schema(SAFE_PAIRS_SCHEMA)},
+    automation_condition=AutomationCondition.eager(),
     description="The pairs that pass every safety and quality rule, with `punsafe` and "
     "`pwatermark` and their embeddings; an exclusions table (pair_id, rule, detail, value) "
     "explaining every pair that does not pass; scores of every pair. Hash lists, URL lists "

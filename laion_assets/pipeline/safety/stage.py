@@ -43,6 +43,18 @@ PAIRS_FILE, EXCLUSIONS_FILE, SCORES_FILE = "pairs.parquet", "exclusions.parquet"
 PROBABILITY_BINS = np.linspace(0.0, 1.0, 11)
 FETCH_COLUMNS = ("url_key", "status", "reason", "detail", "source", "fetched_at", "bytes",
                  "width", "height", "sha256", "md5", "sha1", "pdq", "pdq_quality", "tar")
+SAFE_PAIRS_SCHEMA = pa.schema([
+    pa.field("pair_id", pa.int64(), nullable=False), ("url", pa.string()),
+    ("language", pa.string()), ("crawl", pa.string()), ("shard", pa.string()),
+    ("warc_file", pa.string()), ("warc_record_offset", pa.int64()),
+    ("warc_record_id", pa.string()), ("page_url", pa.string()),
+    ("capture_time", pa.timestamp("ms", tz="UTC")), ("text", pa.string()),
+    ("text_redacted", pa.bool_()), ("width", pa.int32()), ("height", pa.int32()),
+    ("bytes", pa.int64()), ("sha256", pa.string()), ("md5", pa.string()), ("sha1", pa.string()),
+    ("pdq", pa.string()), ("pdq_quality", pa.int32()), ("fetch_source", pa.string()),
+    ("fetched_at", pa.timestamp("ms", tz="UTC")), ("similarity", pa.float32()),
+    ("punsafe", pa.float32()), ("pwatermark", pa.float32()),
+])
 EXCLUSIONS_SCHEMA = pa.schema([
     pa.field("pair_id", pa.int64(), nullable=False),
     pa.field("rule", pa.string(), nullable=False),
@@ -242,7 +254,7 @@ def _write_pairs(pairs: pa.Table, candidates: Candidates, decisions: Decisions,
     for name, values in (("similarity", candidates.similarity), ("punsafe", scores.punsafe),
                          ("pwatermark", scores.pwatermark)):
         table = table.append_column(name, pa.array(values[keep], pa.float32()))
-    _write_parquet(table, output, PAIRS_FILE)
+    _write_parquet(table.cast(SAFE_PAIRS_SCHEMA), output, PAIRS_FILE)
 
 
 def _write_embeddings(embeddings: Embeddings, rows: np.ndarray, candidates: Candidates,

@@ -82,6 +82,8 @@ class SafetyPolicy:
                              f"expected one of {PERSONAL_DATA_ACTIONS}")
         if not 0 < self.quality.top_fraction <= 1:
             raise ValueError(f"top_fraction {self.quality.top_fraction}: expected (0, 1]")
+        if not 0 <= self.pdq_min_quality <= 100:  # PDQ quality is 0..100: >100 matches nothing
+            raise ValueError(f"pdq_min_quality {self.pdq_min_quality}: expected 0..100")
         if not 0 <= self.pdq_max_distance <= 128:
             raise ValueError(f"pdq_max_distance {self.pdq_max_distance}: expected 0..128")
 

@@ -188,12 +188,15 @@ def takedown_rule(ctx: RuleContext) -> list[Hits]:
             digests = getattr(c, kind)
             matcher = load_exact(kind, [("ledger", [e.value for e in entries])])
             lookup = {e.value: e for e in entries}
-            for i in np.flatnonzero(matcher.matches(digests)):
-                hits.add(int(i), _ledger_detail(lookup[digests[i]]), digests[i])
+            for i in np.flatnonzero(matcher.matches(digests)):  # digests of any case match
+                hits.add(int(i), _ledger_detail(lookup[digests[i].lower()]), digests[i])
     pdq = by_kind.get("pdq", [])
     if pdq:
         index = load_pdq([("ledger", [e.value for e in pdq])])
-        _pdq_hits(ctx, [("ledger", index)], hits, "matches", [_ledger_detail(e) for e in pdq])
+        # the index keeps duplicate hashes once: label its entries, not the ledger's
+        lookup = {e.value: e for e in pdq}
+        labels = [_ledger_detail(lookup[index.hex_at(k)]) for k in range(len(index))]
+        _pdq_hits(ctx, [("ledger", index)], hits, "matches", labels)
     return [hits]
 
 
@@ -271,7 +274,8 @@ def text_length_rule(ctx: RuleContext) -> list[Hits]:
 def nsfw_rule(ctx: RuleContext) -> list[Hits]:
     c, rules, s = ctx.candidates, ctx.policy.nsfw, ctx.scores
     nsfw, keyword, minor = Hits("nsfw"), Hits("nsfw_keyword"), Hits("minor_nsfw")
-    nsfw_words = KeywordMatcher(rules.keywords if rules.use_keywords else ())
+    # `use_keywords` switches the keyword rule off; with a minor signal a keyword still counts
+    nsfw_words = KeywordMatcher(rules.keywords)
     minor_words = KeywordMatcher(rules.minor_keywords)
     for i in range(len(c)):
         unsafe = bool(s.punsafe[i] >= rules.threshold)  # False for NaN
@@ -279,7 +283,7 @@ def nsfw_rule(ctx: RuleContext) -> list[Hits]:
             nsfw.add(i, f"punsafe >= {rules.threshold} ({s.punsafe_detail[i]})",
                      f"{s.punsafe[i]:.4f}")
         word = nsfw_words.first(c.text[i], c.url[i])
-        if word:
+        if word and rules.use_keywords:
             keyword.add(i, f"keyword {word!r}", word)
         minor_signal = s.minor_concept[i] or minor_words.first(c.text[i], c.url[i])
         nsfw_signal = unsafe or bool(s.nsfw_concept[i]) or bool(word)

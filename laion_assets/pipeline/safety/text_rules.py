@@ -12,8 +12,14 @@ from collections.abc import Iterable
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*"
                    r"\.[A-Za-z]{2,24}(?![\w-])")
 # a run of digit groups with separators, optionally +country and (area); 9 to 15 digits
-PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{2,8}"
+# (after a country code the first group may be one digit: +33 1 23 45 67 89)
+PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,5}\)[ .-]?)?\d{1,8}"
+                   r"|(?:\(\d{1,5}\)[ .-]?)?\d{2,8})"
                    r"(?:[ .-]\d{2,8}){1,5}(?![\w])|(?<![\w+])\+\d{9,15}(?!\w)")
+# what such a run also is: a date (2024-11-21 10:30, 21.11.2024 10) or a list of years
+DATE = re.compile(r"(?<!\d)(?:(?:19|20)\d\d([-./])\d\d?\1\d\d?"
+                  r"|\d\d?([-./])\d\d?\2(?:19|20)\d\d)(?!\d)")
+YEARS = re.compile(r"(?:19|20)\d\d(?:[ .-](?:19|20)\d\d)+")
 REDACTIONS = {"email": "[email]", "phone": "[phone]"}
 
 DEFAULT_NSFW_KEYWORDS = (
@@ -28,7 +34,8 @@ DEFAULT_MINOR_KEYWORDS = (
 
 def _phone_numbers(text: str) -> list[str]:
     return [m.group(0) for m in PHONE.finditer(text)
-            if 9 <= sum(ch.isdigit() for ch in m.group(0)) <= 15]
+            if 9 <= sum(ch.isdigit() for ch in m.group(0)) <= 15
+            and not DATE.search(m.group(0)) and not YEARS.fullmatch(m.group(0))]
 
 
 def personal_data(text: str) -> list[tuple[str, str]]:

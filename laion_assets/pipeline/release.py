@@ -398,6 +398,7 @@ def _index_inputs(store: DatasetStore, folder: str, parts: int
 
 def _write_removed(store: DatasetStore, name: str, parent: int | None, publisher: _Publisher,
                    kept: set[int], withheld_rows: dict, sources: list[dict]) -> Counter:
+    # returns removals counted by (rule, reason)
     """`removed.parquet`: the parent's rows not in this version, each with its reason."""
     rows: list[tuple[int, str]] = []
     if parent is not None:
@@ -414,7 +415,7 @@ def _write_removed(store: DatasetStore, name: str, parent: int | None, publisher
         rule, reason = withheld_rows.get(pid) or excluded.get(pid) or (
             "not_in_sources", "not among the selected shards' passing pairs")
         out.append((pid, url, rule, reason))
-        counts[rule] += 1
+        counts[(rule, reason)] += 1
     table = pa.table([[r[i] for r in out] for i in range(4)], schema=REMOVED_SCHEMA)
     with publisher.open("removed.parquet") as handle:
         pq.write_table(table, handle, compression="zstd")
@@ -447,9 +448,13 @@ def _manifest(config: ReleaseConfig, version: int, parent: int | None, folder: s
         counts.update(source["counts"])
     counts["released"] = publisher.rows
     models = {json.dumps(s["model"], sort_keys=True) for s in sources}
+    by_rule = Counter()
+    for (rule, _), n in removed.items():
+        by_rule[rule] += n
     change = f"v{version}" + (f" from v{parent}" if parent else " (first version)")
-    removed_text = ", ".join(f"{rule} {n}" for rule, n in removed.most_common()) or "none"
+    removed_text = ", ".join(f"{rule} {n}" for rule, n in by_rule.most_common()) or "none"
     changelog = [f"{change}: {publisher.rows} rows; removed since the parent: {removed_text}"]
+    changelog += [f"removed {n}: {rule}: {reason}" for (rule, reason), n in removed.most_common()]
     if withheld:
         changelog.append("withheld at publish time: "
                          + ", ".join(f"{r} {n}" for r, n in withheld.most_common()))
@@ -459,7 +464,8 @@ def _manifest(config: ReleaseConfig, version: int, parent: int | None, folder: s
         "name": config.name, "version": version, "parent": parent, "folder": folder,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "run_id": ctx.run_id,
         "rows": publisher.rows, "parts": publisher.parts,
-        "counts": dict(counts), "withheld": dict(withheld), "removed_by_reason": dict(removed),
+        "counts": dict(counts), "withheld": dict(withheld), "removed_by_reason": dict(by_rule),
+        "removed_by_request": {f"{rule}: {reason}": n for (rule, reason), n in removed.items()},
         "changelog": changelog, "coverage": coverage, "config": asdict(config),
         "source_shards": sources, "models": [json.loads(m) for m in sorted(models)],
         "ledger_version": ledger_version(ctx.ledger), "lists_version": ctx.lists.version,

@@ -130,6 +130,9 @@ def test_takedowns_make_a_new_version_without_the_rows(chain, instance):
     assert not kept & expected_gone and kept == {r["hash"] for r in rows} - expected_gone
     assert v2["parent"] == 1 and v2["removed_by_reason"] == {"takedown": len(expected_gone)}
     assert any(f"takedown {len(expected_gone)}" in line for line in v2["changelog"])
+    assert any(line.startswith("removed 1: takedown: ") and "privacy request" in line
+               for line in v2["changelog"])
+    assert sum(v2["removed_by_request"].values()) == len(expected_gone)
     removed = pq.read_table(store.path(f"{v2['folder']}/removed.parquet")).to_pylist()
     assert {r["hash"] for r in removed} == expected_gone
     reasons = {r["hash"]: r["reason"] for r in removed}

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from laion_assets.provenance_cli import add_provenance_command
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -61,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--crawl", default="local")
     p.add_argument("--min-alt-chars", type=int, default=5)
     p.set_defaults(handler=_extract)
+    add_provenance_command(sub)
     return parser
 
 
@@ -123,23 +126,30 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store():
+    """The configured dataset store, without loading the Dagster definitions (and torch)."""
+    from laion_assets.pipeline.store import DatasetStore
+    from laion_assets.settings import from_environment, storage_options
+
+    settings = from_environment()
+    return DatasetStore(settings.store, storage_options(settings.s3_endpoint))
+
+
 def _takedown_add(args: argparse.Namespace) -> int:
-    from laion_assets.definitions import defs
     from laion_assets.pipeline.takedowns import KINDS, append, new_takedown
 
     kind = next(k for k in KINDS if getattr(args, k))
     entry = new_takedown(kind, getattr(args, kind), args.reason, args.requested_by)
-    store = defs.resources["dataset_store"].store()
+    store = _store()
     path = append(store, [entry])
     print(f"{entry.id}: {entry.kind} {entry.value} ({entry.reason}) -> {store.uri(path)}")
     return 0
 
 
 def _takedown_list(args: argparse.Namespace) -> int:
-    from laion_assets.definitions import defs
     from laion_assets.pipeline.takedowns import read_ledger
 
-    for e in read_ledger(defs.resources["dataset_store"].store()):
+    for e in read_ledger(_store()):
         print(f"{e.added_at}  {e.id}  {e.kind:<6} {e.value}  {e.reason}")
     return 0
 

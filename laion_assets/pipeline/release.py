@@ -45,6 +45,7 @@ from laion_assets.pipeline.takedowns import Takedown, ledger_version
 
 RELEASES = "releases"
 MANIFEST = "manifest.json"
+ROW_GROUP_ROWS = 16_384
 STAGES = ("warc_shards", "extracted_pairs", "downloaded_images", "clip_scored_pairs",
           "safety_filtered_pairs")
 RELEASE_SCHEMA = pa.schema([
@@ -214,8 +215,9 @@ class _Publisher:
 
     def _parquet(self, relative: str, tables: list[pa.Table], schema: pa.Schema) -> None:
         table = pa.concat_tables(tables) if tables else schema.empty_table()
-        with self.open(relative) as handle:
-            pq.write_table(table.cast(schema), handle, compression="zstd")
+        with self.open(relative) as handle:  # small row groups: a lookup reads one of them
+            pq.write_table(table.cast(schema), handle, compression="zstd",
+                           row_group_size=ROW_GROUP_ROWS)
         self.files[relative]["rows"] = table.num_rows
 
     def _npy(self, relative: str, arrays: list[np.ndarray], rows: int) -> None:

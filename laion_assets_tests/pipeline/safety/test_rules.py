@@ -182,9 +182,11 @@ def test_pdq_hash_list_within_distance_and_quality():
     assert hits[1]["hash_list"][0][0] == f"pdq in {PDQ_LIST} (distance 31)"
     assert hits[3]["hash_list"][0][0] == f"pdq in {PDQ_LIST} (distance 5)"
     # the policy's distance and quality limits are used
-    strict = _evaluate(rows, policy=_policy(pdq_max_distance=4, pdq_min_quality=101),
+    strict = _evaluate(rows, policy=_policy(pdq_max_distance=4, pdq_min_quality=100),
                        lists=_lists(pdq=[listed]))
-    assert strict.passed.tolist() == [True] * 8
+    assert strict.passed.tolist() == [False] + [True] * 7  # only the exact one, quality 100
+    with pytest.raises(ValueError, match="pdq_min_quality 101"):  # would match nothing
+        _policy(pdq_min_quality=101)
     loose = _evaluate(rows, policy=_policy(pdq_max_distance=40, pdq_min_quality=0),
                       lists=_lists(pdq=[listed]))
     assert loose.passed.tolist() == [False] * 5 + [True, True, True]  # -1 < 0: unknown

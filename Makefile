@@ -37,8 +37,9 @@ test: setup system-packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
+# Started from inside DAGSTER_HOME, so dagster does not warn about the repo's dagster.yaml.
 ui: setup
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(VENV)/bin/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: setup
 	$(VENV)/bin/python benchmarks/bench_extract.py

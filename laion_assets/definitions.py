@@ -46,7 +46,7 @@ def build_definitions(settings: Settings,
         asset_checks=[no_listed_pair_passes, files_match_manifest, no_listed_rows, coverage],
         jobs=[shard_pipeline_job, shard_cpu_stages_job, shard_gpu_stage_job, release_job],
         sensors=[crawl_drop_sensor, takedown_sensor],
-        executor=executor_from_environment(),  # k8s_job_executor when LAION_ASSETS_EXECUTOR=k8s
+        executor=executor_from_environment(),  # in-process; k8s_job_executor when EXECUTOR=k8s
         resources={
             "dataset_store": DatasetStoreResource(root=settings.store,
                                                   s3_endpoint=settings.s3_endpoint),

@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import ExecutorDefinition
+from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
 
 EXECUTOR_ENV = "LAION_ASSETS_EXECUTOR"
 CPU_NODE_SELECTOR_ENV = "LAION_ASSETS_K8S_CPU_NODE_SELECTOR"
@@ -104,14 +104,19 @@ def executor_config(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
 
 def executor_from_environment(
     environ: Mapping[str, str] = os.environ,
-) -> ExecutorDefinition | None:
-    """`k8s_job_executor` configured for this deployment if LAION_ASSETS_EXECUTOR=k8s, else
-    None (Dagster's default executor)."""
+) -> ExecutorDefinition:
+    """`k8s_job_executor` configured for this deployment if LAION_ASSETS_EXECUTOR=k8s;
+    `multiprocess` for Dagster's multiprocess executor; unset: the in-process executor (a
+    shard's stages are a chain, so one process per run loads torch once instead of once per
+    step)."""
     kind = environ.get(EXECUTOR_ENV, "").strip().lower()
-    if kind in ("", "default"):
-        return None
+    if kind in ("", "in_process"):
+        return in_process_executor
+    if kind == "multiprocess":
+        return multiprocess_executor
     if kind != "k8s":
-        raise ValueError(f"{EXECUTOR_ENV}={kind!r}: expected 'k8s' or unset")
+        raise ValueError(f"{EXECUTOR_ENV}={kind!r}: expected k8s, multiprocess, in_process or "
+                         "unset")
     from dagster_k8s import k8s_job_executor  # imports the kubernetes client: only when used
 
     return k8s_job_executor.configured(executor_config(environ), name="k8s")

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from dagster import in_process_executor, multiprocess_executor
 from dagster._config import process_config, validate_config
 from dagster._core.code_pointer import ModuleCodePointer
 from dagster._core.instance.config import dagster_instance_config
@@ -258,7 +259,9 @@ def test_gpu_steps_are_the_gpu_pool(defs):
 
 
 def test_executor_from_environment():
-    assert k8s.executor_from_environment({}) is None
+    assert k8s.executor_from_environment({}) is in_process_executor
+    assert k8s.executor_from_environment({"LAION_ASSETS_EXECUTOR": "multiprocess"}) is (
+        multiprocess_executor)
     executor = k8s.executor_from_environment({"LAION_ASSETS_EXECUTOR": "k8s"})
     assert executor is not None and executor.name == "k8s"
     with pytest.raises(ValueError, match="LAION_ASSETS_EXECUTOR"):

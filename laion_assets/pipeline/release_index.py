@@ -23,7 +23,6 @@ interpreter exit after threaded reads from Python file objects.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
@@ -33,7 +32,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from laion_assets.pipeline.urls import UrlRejected, domain_of, normalize
+from laion_assets.pipeline.takedowns import LedgerError, normalize_value
+from laion_assets.pipeline.urls import domain_of
 
 KINDS = ("hash", "url", "sha256", "domain")
 INDEX_DIR = "index"
@@ -43,7 +43,6 @@ INDEX_SCHEMA = pa.schema([
     pa.field("part", pa.int32(), nullable=False),
     pa.field("row", pa.int64(), nullable=False),
 ])
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
@@ -89,26 +88,11 @@ def normalize_query(kind: str, value: str | int) -> str | int:
         if not _INT64_MIN <= number <= _INT64_MAX:
             raise IndexQueryError(f"hash {value!r}: out of the signed 64-bit range")
         return number
-    text = str(value).strip()
-    if kind == "url":
+    if kind in ("url", "sha256", "domain"):  # the same canonical forms as the ledger's
         try:
-            return normalize(text)
-        except UrlRejected as exc:
-            raise IndexQueryError(f"url {text!r}: not a URL a pair can have ({exc})") from exc
-    if kind == "sha256":
-        digits = text.lower()
-        if not _SHA256.match(digits):
-            raise IndexQueryError(f"sha256 {text!r}: expected 64 hex digits")
-        return digits
-    if kind == "domain":
-        candidate = text if "://" in text else f"http://{text.lstrip('.')}/"
-        try:
-            host = domain_of(normalize(candidate))
-        except UrlRejected as exc:
-            raise IndexQueryError(f"domain {text!r}: not a host name ({exc})") from exc
-        if not host:
-            raise IndexQueryError(f"domain {text!r}: not a host name")
-        return host
+            return normalize_value(kind, str(value))
+        except LedgerError as exc:
+            raise IndexQueryError(str(exc)) from exc
     raise IndexQueryError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
 
 

@@ -10,17 +10,17 @@ import os
 import posixpath
 
 import pytest
-from dagster import AssetKey, DynamicPartitionsDefinition, build_sensor_context
+from dagster import AssetKey, DynamicPartitionsDefinition
 
 from laion_assets.definitions import build_definitions
 from laion_assets.defs.headless import cut_release, materialize_drop
 from laion_assets.defs.partitions import SHARDS
-from laion_assets.defs.sensors import crawl_drop_sensor
 from laion_assets.pipeline.embeddings import read_embeddings
 from laion_assets.pipeline.release import latest_manifest, verify_files
 from laion_assets.pipeline.store import CURRENT, DatasetStore
 from laion_assets.settings import Settings, storage_options
 from laion_assets_tests import s3 as s3_server
+from laion_assets_tests.chains import tick_crawl_sensor
 
 moto_endpoint = s3_server.moto_endpoint
 s3 = s3_server.s3
@@ -154,21 +154,13 @@ def test_the_whole_shard_chain_on_s3(s3, s3_settings, instance, tmp_path, monkey
 # -- the crawl-drop sensor on an S3 prefix --------------------------------------------------
 
 
-def _tick(instance, defs, cursor):
-    context = build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources)
-    result = crawl_drop_sensor(context)
-    for request in result.dynamic_partitions_requests:  # what the daemon does with them
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return result
-
-
 def test_the_sensor_watches_an_s3_prefix(s3, s3_settings, instance):
     """One long-lived process (a code server) ticking while another process uploads: the
     uploads go through a separate S3 client, and the s3fs instance cache is not cleared."""
     defs = build_definitions(s3_settings)
     drop = f"{s3_settings.drops}/{CRAWL}"
 
-    first = _tick(instance, defs, None)
+    first = tick_crawl_sensor(instance, defs, None)
     assert [r.run_key for r in first.run_requests] == SHARD_KEYS
     assert [r.partition_key for r in first.run_requests] == SHARD_KEYS
     assert sorted(instance.get_dynamic_partitions(SHARDS)) == SHARD_KEYS
@@ -178,7 +170,7 @@ def test_the_sensor_watches_an_s3_prefix(s3, s3_settings, instance):
     assert [s["key"] for s in registry["shards"]] == SHARD_KEYS
     assert all(f.startswith(f"{drop}/") for s in registry["shards"] for f in s["files"])
 
-    again = _tick(instance, defs, first.cursor)
+    again = tick_crawl_sensor(instance, defs, first.cursor)
     assert again.run_requests == [] and again.dynamic_partitions_requests == []
 
     # one more WARC file in the drop, and its line in the drop's listing
@@ -188,16 +180,16 @@ def test_the_sensor_watches_an_s3_prefix(s3, s3_settings, instance):
     extra = "segments/1700000000001.00/warc/CC-MAIN-SAMPLE-20261122000000-00004.warc.gz"
     s3.fs.copy(f"{drop}/{first_warc}", f"{drop}/{extra}")
     s3.fs.pipe_file(listing, gzip.compress(f"{lines.rstrip()}\n{extra}\n".encode()))
-    third = _tick(instance, defs, again.cursor)
+    third = tick_crawl_sensor(instance, defs, again.cursor)
     assert [(r.run_key, r.partition_key) for r in third.run_requests] \
         == [(f"{CRAWL}/00004", f"{CRAWL}/00004")]
     assert len(instance.get_dynamic_partitions(SHARDS)) == 5
 
     # a new drop (a new folder under the prefix, WARC files and no listing)
     s3.fs.copy(f"{drop}/{first_warc}", f"{s3_settings.drops}/CC-MAIN-OTHER/a.warc.gz")
-    fourth = _tick(instance, defs, third.cursor)
+    fourth = tick_crawl_sensor(instance, defs, third.cursor)
     assert [r.run_key for r in fourth.run_requests] == ["CC-MAIN-OTHER/00000"]
-    assert _tick(instance, defs, fourth.cursor).run_requests == []
+    assert tick_crawl_sensor(instance, defs, fourth.cursor).run_requests == []
 
 
 # -- atomic commit where S3 has no rename ------------------------------------------------------

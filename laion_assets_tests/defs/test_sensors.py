@@ -1,24 +1,14 @@
 import json
 import shutil
 
-from dagster import build_sensor_context
-
 from laion_assets.defs.partitions import SHARDS
-from laion_assets.defs.sensors import crawl_drop_sensor
+from laion_assets_tests.chains import tick_crawl_sensor
 
 from ..conftest import SHARED_WARCS
 
 
-def _tick(instance, defs, cursor):
-    context = build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources)
-    result = crawl_drop_sensor(context)
-    for request in result.dynamic_partitions_requests:  # what the daemon does with them
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return result
-
-
 def test_new_drop_yields_shards_and_run_requests(instance, defs):
-    result = _tick(instance, defs, None)
+    result = tick_crawl_sensor(instance, defs, None)
     keys = [f"CC-MAIN-SAMPLE/{i:05d}" for i in range(4)]
     assert [r.partition_key for r in result.run_requests] == keys
     assert [r.run_key for r in result.run_requests] == keys
@@ -28,16 +18,16 @@ def test_new_drop_yields_shards_and_run_requests(instance, defs):
 
 
 def test_same_drop_again_yields_nothing(instance, defs):
-    first = _tick(instance, defs, None)
-    again = _tick(instance, defs, first.cursor)
+    first = tick_crawl_sensor(instance, defs, None)
+    again = tick_crawl_sensor(instance, defs, first.cursor)
     assert again.run_requests == [] and again.dynamic_partitions_requests == []
     # even with the cursor lost, the registry keeps shards from being added twice
-    fresh = _tick(instance, defs, None)
+    fresh = tick_crawl_sensor(instance, defs, None)
     assert fresh.run_requests == []
 
 
 def test_one_added_file_yields_one_new_shard(instance, defs, drops_dir):
-    first = _tick(instance, defs, None)
+    first = tick_crawl_sensor(instance, defs, None)
     drop = drops_dir / "CC-MAIN-SAMPLE"
     shutil.copy(SHARED_WARCS / "wget-2024-sample.warc.gz", drop / "extra.warc.gz")
     with open(drop / "warc.paths.gz", "rb") as handle:
@@ -45,15 +35,15 @@ def test_one_added_file_yields_one_new_shard(instance, defs, drops_dir):
 
         listing = gzip.decompress(handle.read()).decode()
     (drop / "warc.paths.gz").write_bytes(gzip.compress((listing + "extra.warc.gz\n").encode()))
-    second = _tick(instance, defs, first.cursor)
+    second = tick_crawl_sensor(instance, defs, first.cursor)
     assert [r.partition_key for r in second.run_requests] == ["CC-MAIN-SAMPLE/00004"]
     assert len(instance.get_dynamic_partitions(SHARDS)) == 5
 
 
 def test_a_second_drop_is_its_own_crawl(instance, defs, drops_dir):
-    first = _tick(instance, defs, None)
+    first = tick_crawl_sensor(instance, defs, None)
     other = drops_dir / "CC-MAIN-OTHER"
     other.mkdir()
     shutil.copy(SHARED_WARCS / "wikipedia-2012-homepage.warc.gz", other / "w.warc.gz")
-    second = _tick(instance, defs, first.cursor)
+    second = tick_crawl_sensor(instance, defs, first.cursor)
     assert [r.partition_key for r in second.run_requests] == ["CC-MAIN-OTHER/00000"]

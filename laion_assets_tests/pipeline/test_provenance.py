@@ -1,6 +1,5 @@
 """Provenance traces on the real chain: the sample drop through every stage and two releases."""
 
-import gzip
 import json
 import shutil
 import subprocess
@@ -10,13 +9,12 @@ import pytest
 from dagster import instance_for_test
 
 from laion_assets.cli import main
-from laion_assets.definitions import build_definitions
-from laion_assets.defs.headless import cut_release, materialize_drop
+from laion_assets.defs.headless import cut_release
 from laion_assets.pipeline.provenance import ProvenanceError, html_around_image, trace
 from laion_assets.pipeline.release import read_manifest
 from laion_assets.pipeline.takedowns import append, new_takedown
 from laion_assets.pipeline.urls import domain_of
-from laion_assets.settings import Settings
+from laion_assets_tests.chains import materialize_sample_shards
 
 NAME = "laion-assets"
 SHARDS = ("CC-MAIN-SAMPLE/00000", "CC-MAIN-SAMPLE/00001")
@@ -32,17 +30,8 @@ def instance():
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, sample_drop_template, instance):
     """Two shards of the sample drop through the safety stage, and release v1 of them."""
-    tmp = tmp_path_factory.mktemp("provenance")
-    drop = tmp / "drops" / "CC-MAIN-SAMPLE"
-    shutil.copytree(sample_drop_template, drop)
-    listing = gzip.decompress((drop / "warc.paths.gz").read_bytes()).decode().splitlines()
-    (drop / "warc.paths.gz").write_bytes(gzip.compress("\n".join(listing[:2]).encode() + b"\n"))
-    settings = Settings(store=str(tmp / "store"), drops=str(tmp / "drops"), shard_size=1,
-                        listing_base=None, s3_endpoint=None, fetch_sources=("replay",),
-                        clip_pretrained=None, clip_batch_size=32, similarity_mode="off")
-    defs = build_definitions(settings)
-    runs = materialize_drop(str(drop), defs, instance, log=lambda _: None)
-    assert [r.success for r in runs] == [True, True]
+    defs = materialize_sample_shards(tmp_path_factory.mktemp("provenance"), sample_drop_template,
+                                     instance)
     assert cut_release(defs, instance, {"name": NAME})[0]
     return defs, defs.resources["dataset_store"].store()
 

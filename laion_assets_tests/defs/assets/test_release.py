@@ -1,8 +1,5 @@
 """`release`: versions, atomic commits, checksums, and takedowns that make the next version."""
 
-import gzip
-import shutil
-
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -17,9 +14,8 @@ from dagster import (
     materialize,
 )
 
-from laion_assets.definitions import build_definitions
 from laion_assets.defs.assets.release import files_match_manifest, release
-from laion_assets.defs.headless import cut_release, materialize_drop
+from laion_assets.defs.headless import cut_release
 from laion_assets.defs.sensors import takedown_sensor
 from laion_assets.pipeline import release as release_lib
 from laion_assets.pipeline.release import (
@@ -31,7 +27,7 @@ from laion_assets.pipeline.release import (
 )
 from laion_assets.pipeline.takedowns import append, new_takedown
 from laion_assets.pipeline.urls import domain_of
-from laion_assets.settings import Settings
+from laion_assets_tests.chains import materialize_sample_shards
 
 NAME = "laion-assets"
 
@@ -45,17 +41,8 @@ def instance():
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, sample_drop_template, instance):
     """Two shards of the sample drop, materialized through the safety stage, and release v1."""
-    tmp = tmp_path_factory.mktemp("release")
-    drop = tmp / "drops" / "CC-MAIN-SAMPLE"
-    shutil.copytree(sample_drop_template, drop)
-    listing = gzip.decompress((drop / "warc.paths.gz").read_bytes()).decode().splitlines()
-    (drop / "warc.paths.gz").write_bytes(gzip.compress("\n".join(listing[:2]).encode() + b"\n"))
-    settings = Settings(store=str(tmp / "store"), drops=str(tmp / "drops"), shard_size=1,
-                        listing_base=None, s3_endpoint=None, fetch_sources=("replay",),
-                        clip_pretrained=None, clip_batch_size=32, similarity_mode="off")
-    defs = build_definitions(settings)
-    runs = materialize_drop(str(drop), defs, instance, log=lambda _: None)
-    assert [r.success for r in runs] == [True, True]
+    defs = materialize_sample_shards(tmp_path_factory.mktemp("release"), sample_drop_template,
+                                     instance)
     ok, _ = cut_release(defs, instance, {"name": NAME, "notes": "first version"})
     assert ok
     return defs, defs.resources["dataset_store"].store()

@@ -327,6 +327,7 @@ class DagsterDev:
             "LAION_ASSETS_FETCH_SOURCES": "replay",
             "LAION_ASSETS_CLIP_PRETRAINED": "none",
             "LAION_ASSETS_CLIP_BATCH_SIZE": "32",
+            "LAION_ASSETS_SIMILARITY": "top_fraction",  # as the Makefile: untrained CLIP
             "PYTHONWARNINGS": DEV_COMMAND_NOTICE,
             "PYTHONUNBUFFERED": "1",
         })

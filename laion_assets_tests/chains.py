@@ -1,15 +1,25 @@
-"""Helpers the tests share: the sample drop cut down and materialized, a crawl-sensor tick."""
+"""Helpers the tests share: a module-wide instance, the sample drop cut down and
+materialized, a crawl-sensor tick."""
 
 import gzip
 import shutil
 from pathlib import Path
 
-from dagster import DagsterInstance, Definitions, build_sensor_context
+import pytest
+from dagster import DagsterInstance, Definitions, build_sensor_context, instance_for_test
 
 from laion_assets.definitions import build_definitions
 from laion_assets.defs.headless import materialize_drop
 from laion_assets.defs.sensors import crawl_drop_sensor
 from laion_assets.settings import Settings
+
+
+@pytest.fixture(scope="module", name="instance")
+def module_instance():
+    """One Dagster instance for a test module (bind it: `instance = chains.module_instance`),
+    for modules that materialize once and test the result many times."""
+    with instance_for_test() as dagster_instance:
+        yield dagster_instance
 
 
 def materialize_sample_shards(tmp: Path, template: Path, instance: DagsterInstance,

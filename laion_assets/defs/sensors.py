@@ -17,8 +17,8 @@ from laion_assets.defs.partitions import SHARDS, shard_partitions
 from laion_assets.defs.registration import shards_to_add
 from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
 from laion_assets.pipeline.drops import drop_fingerprint
-from laion_assets.pipeline.release import latest_manifest, list_releases
-from laion_assets.pipeline.takedowns import Takedown, ledger_version, read_ledger
+from laion_assets.pipeline.release import new_entries_note, releases_behind_ledger
+from laion_assets.pipeline.takedowns import ledger_version, read_ledger
 
 
 @sensor(
@@ -68,12 +68,9 @@ def takedown_sensor(context: SensorEvaluationContext,
     entries = read_ledger(store)
     version = ledger_version(entries)
     requests = []
-    for name in list_releases(store):
-        manifest = latest_manifest(store, name)
-        if manifest["ledger_version"] == version:
-            continue
-        config = {**manifest["config"], "notes": _takedown_note(entries, manifest)}
-        config = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+    for manifest in releases_behind_ledger(store, version):
+        name = manifest["name"]
+        config = {**manifest["config"], "notes": new_entries_note(entries, manifest)}
         requests.append(RunRequest(
             run_key=f"{name}@ledger:{version}",
             run_config={"ops": {"release": {"config": config}}},
@@ -84,11 +81,3 @@ def takedown_sensor(context: SensorEvaluationContext,
         return SkipReason(f"every release is up to date with the ledger ({version})")
     return SensorResult(run_requests=requests)
 
-
-def _takedown_note(entries: list[Takedown], manifest: dict) -> str:
-    """The ledger entries added since a version was published, by kind."""
-    seen = int(manifest["ledger_version"].split(":")[0])
-    new = entries[seen:] if seen <= len(entries) else entries
-    kinds = ", ".join(f"{k} {sum(e.kind == k for e in new)}" for k in sorted({e.kind for e in new}))
-    return (f"takedowns since v{manifest['version']}: {len(new)} new ledger entries ({kinds})"
-            if new else f"takedown ledger changed since v{manifest['version']}")

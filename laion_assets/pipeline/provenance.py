@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import posixpath
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,6 +41,13 @@ from laion_assets.pipeline.charset import decode_html
 from laion_assets.pipeline.drops import open_uri, registered_shards
 from laion_assets.pipeline.html import choose_url, image_attributes
 from laion_assets.pipeline.http import HttpParseError, parse_response
+from laion_assets.pipeline.release import (
+    known_crawls,
+    list_releases,
+    list_versions,
+    read_manifest,
+    version_folder,
+)
 from laion_assets.pipeline.release_index import (
     IndexQueryError,
     ReleaseIndex,
@@ -165,13 +171,6 @@ def _nothing_found(kind: str, value: Any, versions: list[_Version], scan: _Scan,
 
 
 def _search_releases(store: DatasetStore, kind: str, canonical: Any) -> list[_Version]:
-    from laion_assets.pipeline.release import (  # the release writer imports release_index
-        list_releases,
-        list_versions,
-        read_manifest,
-        version_folder,
-    )
-
     found = []
     for name in list_releases(store):
         for number in list_versions(store, name):
@@ -230,16 +229,8 @@ def _release_entries(store: DatasetStore, pid: int, versions: list[_Version],
 # -- shards ----------------------------------------------------------------------------------
 
 
-def _known_crawls(store: DatasetStore) -> list[str]:
-    store.fs.invalidate_cache(store.path("shards"))
-    if not store.exists("shards"):
-        return []
-    names = [posixpath.basename(p) for p in store.fs.ls(store.path("shards"), detail=False)]
-    return sorted(n[:-5] for n in names if n.endswith(".json"))
-
-
 def _shard_keys(store: DatasetStore, only: Iterable[str] | None) -> tuple[list[str], list[str]]:
-    crawls = _known_crawls(store)
+    crawls = known_crawls(store)
     keys = [s.key for crawl in crawls for s in registered_shards(store, crawl)]
     if only is not None:
         wanted = list(dict.fromkeys(only))

@@ -91,27 +91,15 @@ def version_folder(name: str, version: int) -> str:
 
 def list_releases(store: DatasetStore) -> list[str]:
     """Release names that have at least one committed version."""
-    root = store.path(RELEASES)
-    store.fs.invalidate_cache(root)
-    if not store.fs.exists(root):
-        return []
-    names = [posixpath.basename(p.rstrip("/")) for p in store.fs.ls(root, detail=False)]
-    return sorted(n for n in names if list_versions(store, n))
+    return [n for n in store.listdir(RELEASES) if list_versions(store, n)]
 
 
 def list_versions(store: DatasetStore, name: str) -> list[int]:
     """Committed versions of a release (their manifest exists), ascending."""
-    root = store.path(posixpath.join(RELEASES, name))
-    store.fs.invalidate_cache(root)
-    if not store.fs.exists(root):
-        return []
-    versions = []
-    for path in store.fs.ls(root, detail=False):
-        base = posixpath.basename(path.rstrip("/"))
-        if base.startswith("v") and base[1:].isdigit() and store.exists(
-                posixpath.join(version_folder(name, int(base[1:])), MANIFEST)):
-            versions.append(int(base[1:]))
-    return sorted(versions)
+    names = store.listdir(posixpath.join(RELEASES, name))
+    versions = [int(n[1:]) for n in names if n.startswith("v") and n[1:].isdigit()]
+    return sorted(v for v in versions
+                  if store.exists(posixpath.join(version_folder(name, v), MANIFEST)))
 
 
 def read_manifest(store: DatasetStore, name: str, version: int) -> dict:
@@ -138,10 +126,8 @@ def verify_files(store: DatasetStore, manifest: dict) -> list[str]:
 
 
 def known_crawls(store: DatasetStore) -> list[str]:
-    if not store.exists("shards"):
-        return []
-    names = [posixpath.basename(p) for p in store.fs.ls(store.path("shards"), detail=False)]
-    return sorted(n[:-5] for n in names if n.endswith(".json"))
+    """Crawls with a shard registry in the store."""
+    return [n.removesuffix(".json") for n in store.listdir("shards", ".json")]
 
 
 def select_shards(store: DatasetStore, config: ReleaseConfig) -> tuple[list[str], dict]:
@@ -298,10 +284,9 @@ def publish_release(store: DatasetStore, config: ReleaseConfig, ctx: PublishCont
                    withheld, withheld_rows)
         ctx.log(f"{shard}: {publisher.rows + publisher.pending.rows} rows so far")
     publisher.flush()
-    index_files = write_indexes(_index_inputs(store, folder, publisher.parts),
-                                lambda rel: publisher.open(rel))
-    for relative, facts in index_files.items():
-        publisher.files[relative].update(facts)
+    index_files = write_indexes(read_parts(store, folder, publisher.parts, ("sha256",)),
+                                lambda rel: store.open(posixpath.join(folder, rel), "wb"))
+    publisher.files.update(index_files)  # rows, bytes and sha256, as write_indexes hashed them
     removed = _write_removed(store, config.name, parent, publisher, seen_pairs, withheld_rows,
                              sources)
     manifest = _manifest(config, version, parent, folder, publisher, sources, coverage,
@@ -389,13 +374,17 @@ def _provenance_rows(rows: pa.Table, manifests: dict[str, dict]) -> pa.Table:
     return table.select(PROVENANCE_SCHEMA.names).cast(PROVENANCE_SCHEMA)
 
 
-def _index_inputs(store: DatasetStore, folder: str, parts: int
-                  ) -> Iterator[tuple[int, pa.Table]]:
+def read_parts(store: DatasetStore, folder: str, parts: int, provenance: tuple[str, ...] = ()
+               ) -> Iterator[tuple[int, pa.Table]]:
+    """(part, `hash` and `URL` of its data rows plus the `provenance` columns), part by part."""
     for part in range(parts):
         name = f"part-{part:05d}.parquet"
-        data = store.read_parquet(f"{folder}/data/{name}", columns=["hash", "URL"])
-        sha = store.read_parquet(f"{folder}/provenance/{name}", columns=["sha256"])
-        yield part, data.append_column("sha256", sha.column("sha256"))
+        table = store.read_parquet(f"{folder}/data/{name}", columns=["hash", "URL"])
+        if provenance:
+            extra = store.read_parquet(f"{folder}/provenance/{name}", columns=list(provenance))
+            for column in provenance:
+                table = table.append_column(column, extra.column(column))
+        yield part, table
 
 
 def _write_removed(store: DatasetStore, name: str, parent: int | None, publisher: _Publisher,
@@ -404,10 +393,8 @@ def _write_removed(store: DatasetStore, name: str, parent: int | None, publisher
     """`removed.parquet`: the parent's rows not in this version, each with its reason."""
     rows: list[tuple[int, str]] = []
     if parent is not None:
-        parent_folder = version_folder(name, parent)
-        for part in range(read_manifest(store, name, parent)["parts"]):
-            table = store.read_parquet(f"{parent_folder}/data/part-{part:05d}.parquet",
-                                       columns=["hash", "URL"])
+        parent_parts = read_manifest(store, name, parent)["parts"]
+        for _, table in read_parts(store, version_folder(name, parent), parent_parts):
             rows.extend((h, u) for h, u in zip(table.column("hash").to_pylist(),
                                                table.column("URL").to_pylist(), strict=True)
                         if h not in kept)
@@ -492,12 +479,23 @@ def latest_manifest(store: DatasetStore, name: str) -> dict:
 
 def released_rows(store: DatasetStore, manifest: dict) -> pa.Table:
     """Every row of a version as (pair_id, url, sha256, md5, sha1, pdq, pdq_quality)."""
-    tables = []
-    for part in range(manifest["parts"]):
-        name = f"part-{part:05d}.parquet"
-        data = store.read_parquet(f"{manifest['folder']}/data/{name}", columns=["hash", "URL"])
-        hashes = store.read_parquet(f"{manifest['folder']}/provenance/{name}",
-                                    columns=["sha256", "md5", "sha1", "pdq", "pdq_quality"])
-        tables.append(pa.table({"pair_id": data.column("hash"), "url": data.column("URL"),
-                                **{n: hashes.column(n) for n in hashes.column_names}}))
-    return pa.concat_tables(tables)
+    hashes = ("sha256", "md5", "sha1", "pdq", "pdq_quality")
+    tables = [t for _, t in read_parts(store, manifest["folder"], manifest["parts"], hashes)]
+    return pa.concat_tables(tables).rename_columns(["pair_id", "url", *hashes])
+
+
+def releases_behind_ledger(store: DatasetStore, version: str) -> list[dict]:
+    """The latest manifest of every release not yet checked against ledger `version`."""
+    latest = (latest_manifest(store, name) for name in list_releases(store))
+    return [m for m in latest if m["ledger_version"] != version]
+
+
+def new_entries_note(entries: list[Takedown], manifest: dict) -> str:
+    """A changelog line: the ledger entries added since `manifest`'s version, by kind."""
+    seen = int(manifest["ledger_version"].split(":")[0])
+    new = entries[seen:] if seen <= len(entries) else entries
+    if not new:
+        return f"takedown ledger changed since v{manifest['version']}"
+    kinds = Counter(e.kind for e in new)
+    return (f"takedowns since v{manifest['version']}: {len(new)} new ledger entries ("
+            + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")")

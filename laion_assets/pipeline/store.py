@@ -58,6 +58,19 @@ class DatasetStore:
     def exists(self, relative: str) -> bool:
         return self.fs.exists(self.path(relative))
 
+    def listdir(self, relative: str, suffix: str = "") -> list[str]:
+        """Names in a store folder ending with `suffix`, sorted; [] when it does not exist.
+
+        Listed fresh: s3fs caches listings for the life of the process, and a long-lived
+        sensor must see objects that other processes wrote since.
+        """
+        path = self.path(relative)
+        self.fs.invalidate_cache(path)
+        if not self.fs.exists(path):
+            return []
+        names = (posixpath.basename(p.rstrip("/")) for p in self.fs.ls(path, detail=False))
+        return sorted(n for n in names if n.endswith(suffix))
+
     def read_json(self, relative: str) -> Any:
         try:
             with self.open(relative) as handle:

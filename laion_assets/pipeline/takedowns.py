@@ -107,11 +107,7 @@ def append(store: DatasetStore, entries: Iterable[Takedown]) -> str:
 
 def ledger_files(store: DatasetStore) -> list[str]:
     """Store-relative paths of the ledger's objects, oldest first."""
-    store.fs.invalidate_cache(store.path(LEDGER))  # a long-lived sensor must see new objects
-    if not store.exists(LEDGER):
-        return []
-    names = [posixpath.basename(p) for p in store.fs.ls(store.path(LEDGER), detail=False)]
-    return sorted(posixpath.join(LEDGER, n) for n in names if n.endswith(".jsonl"))
+    return [posixpath.join(LEDGER, n) for n in store.listdir(LEDGER, ".jsonl")]
 
 
 def read_ledger(store: DatasetStore) -> list[Takedown]:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-from dagster import instance_for_test
 
 from laion_assets.cli import main
 from laion_assets.defs.headless import cut_release
@@ -14,6 +13,7 @@ from laion_assets.pipeline.provenance import ProvenanceError, html_around_image,
 from laion_assets.pipeline.release import read_manifest
 from laion_assets.pipeline.takedowns import append, new_takedown
 from laion_assets.pipeline.urls import domain_of
+from laion_assets_tests import chains
 from laion_assets_tests.chains import materialize_sample_shards
 
 NAME = "laion-assets"
@@ -21,10 +21,7 @@ SHARDS = ("CC-MAIN-SAMPLE/00000", "CC-MAIN-SAMPLE/00001")
 STAGES = ("extracted_pairs", "downloaded_images", "clip_scored_pairs", "safety_filtered_pairs")
 
 
-@pytest.fixture(scope="module")
-def instance():
-    with instance_for_test() as dagster_instance:
-        yield dagster_instance
+instance = chains.module_instance
 
 
 @pytest.fixture(scope="module")

@@ -120,7 +120,7 @@ def safety_filtered_pairs(
                 histogram_md(summary.histograms["punsafe"], "punsafe", ".1f")),
             "pwatermark_histogram": MetadataValue.md(
                 histogram_md(summary.histograms["pwatermark"], "pwatermark", ".1f")),
-            "thresholds": MetadataValue.json(_thresholds(policy.to_dict())),
+            "thresholds": MetadataValue.json(policy.thresholds()),
             "lists": MetadataValue.json(lists.sizes()),
             "takedowns": len(ledger),
             "redacted_captions": summary.redacted,
@@ -131,21 +131,9 @@ def safety_filtered_pairs(
     )
 
 
-# Partitioned asset checks are a Dagster preview feature: the check runs per shard, with the
-# shard's materialization; its PreviewWarning is expected and silenced here only.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", PreviewWarning)
-    _check = asset_check(asset=safety_filtered_pairs, name="no_listed_pair_passes", blocking=True,
-                         partitions_def=shard_partitions,
-                         description="Re-reads the shard's passing pairs and matches them "
-                         "against the hash lists, URL lists and takedown ledger as they are now: "
-                         "fails when a list or the ledger gained an entry the shard's output "
-                         "still holds (re-materialize it).")
-
-
 def _no_listed_pair_passes(context: AssetCheckExecutionContext,
-                          dataset_store: DatasetStoreResource,
-                          safety_policy: SafetyPolicyResource) -> AssetCheckResult:
+                           dataset_store: DatasetStoreResource,
+                           safety_policy: SafetyPolicyResource) -> AssetCheckResult:
     store = dataset_store.store()
     manifest = store.require_current(STAGE, context.partition_key)
     pairs = store.read_parquet(manifest["files"][PAIRS_FILE])
@@ -156,29 +144,19 @@ def _no_listed_pair_passes(context: AssetCheckExecutionContext,
                   "detail": _describe(leaks) if leaks else "none"})
 
 
+# Partitioned asset checks are a Dagster preview feature: the check runs per shard, with the
+# shard's materialization; its PreviewWarning is expected and silenced here only.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", PreviewWarning)
-    no_listed_pair_passes = _check(_no_listed_pair_passes)
+    no_listed_pair_passes = asset_check(
+        asset=safety_filtered_pairs, name="no_listed_pair_passes", blocking=True,
+        partitions_def=shard_partitions,
+        description="Re-reads the shard's passing pairs and matches them against the hash "
+        "lists, URL lists and takedown ledger as they are now: fails when a list or the ledger "
+        "gained an entry the shard's output still holds (re-materialize it).",
+    )(_no_listed_pair_passes)
 
 
 def _describe(leaks: list) -> str:
     return "; ".join(f"{h.rule}: {len(h.index)} ({h.detail[0]})" for h in leaks)
 
-
-def _thresholds(policy: dict) -> dict:
-    """The thresholds in force, without the long prompt and keyword lists."""
-    quality, nsfw, watermark = policy["quality"], policy["nsfw"], policy["watermark"]
-    return {
-        "similarity": (quality["similarity_thresholds"] | {
-            "other languages": quality["default_similarity_threshold"]}
-                       if quality["similarity_mode"] == "threshold" else
-                       {quality["similarity_mode"]: quality["top_fraction"]}),
-        "punsafe": nsfw["threshold"], "nsfw": "head" if nsfw["head"] else "zero-shot",
-        "pwatermark": watermark["threshold"] if watermark["enabled"] else "off",
-        "min_side": quality["min_side"], "min_bytes": quality["min_bytes"],
-        "max_aspect_ratio": quality["max_aspect_ratio"],
-        "text_chars": [quality["min_text_chars"], quality["max_text_chars"]],
-        "personal_data": policy["personal_data"],
-        "pdq": {"max_distance": policy["pdq_max_distance"],
-                "min_quality": policy["pdq_min_quality"]},
-    }

@@ -61,7 +61,7 @@ def load_lists(store: DatasetStore) -> SafetyLists:
     lists = SafetyLists(exact={kind: [] for kind in EXACT_KINDS})
 
     def read(folder: str) -> Iterable[tuple[str, bytes]]:
-        for name in _text_files(store, folder):
+        for name in (posixpath.join(folder, n) for n in store.listdir(folder, ".txt")):
             with store.open(name) as handle:
                 data = handle.read()
             digest.update(f"{name}\n{len(data)}\n".encode())
@@ -81,14 +81,6 @@ def load_lists(store: DatasetStore) -> SafetyLists:
         lists.optout_urls.append((name, read_values("url", data.splitlines(), name)))
     lists.version = digest.hexdigest()
     return lists
-
-
-def _text_files(store: DatasetStore, folder: str) -> list[str]:
-    store.fs.invalidate_cache(store.path(folder))
-    if not store.exists(folder):
-        return []
-    names = [posixpath.basename(p) for p in store.fs.ls(store.path(folder), detail=False)]
-    return sorted(posixpath.join(folder, n) for n in names if n.endswith(".txt"))
 
 
 def read_values(kind: str, lines: Iterable[bytes | str], source: str) -> frozenset[str]:

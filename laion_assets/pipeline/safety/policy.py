@@ -90,3 +90,21 @@ class SafetyPolicy:
     def to_dict(self) -> dict:
         """The thresholds in force, for manifests and the UI."""
         return asdict(self)
+
+    def thresholds(self) -> dict:
+        """The thresholds in force, without the long prompt and keyword lists (for the UI)."""
+        quality, nsfw, watermark = self.quality, self.nsfw, self.watermark
+        similarity = ({**quality.similarity_thresholds,
+                       "other languages": quality.default_similarity_threshold}
+                      if quality.similarity_mode == "threshold"
+                      else {quality.similarity_mode: quality.top_fraction})
+        return {
+            "similarity": similarity, "punsafe": nsfw.threshold,
+            "nsfw": "head" if nsfw.head else "zero-shot",
+            "pwatermark": watermark.threshold if watermark.enabled else "off",
+            "min_side": quality.min_side, "min_bytes": quality.min_bytes,
+            "max_aspect_ratio": quality.max_aspect_ratio,
+            "text_chars": [quality.min_text_chars, quality.max_text_chars],
+            "personal_data": self.personal_data,
+            "pdq": {"max_distance": self.pdq_max_distance, "min_quality": self.pdq_min_quality},
+        }

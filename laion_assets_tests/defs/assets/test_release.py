@@ -10,7 +10,6 @@ from dagster import (
     SensorResult,
     SkipReason,
     build_sensor_context,
-    instance_for_test,
     materialize,
 )
 
@@ -27,15 +26,13 @@ from laion_assets.pipeline.release import (
 )
 from laion_assets.pipeline.takedowns import append, new_takedown
 from laion_assets.pipeline.urls import domain_of
+from laion_assets_tests import chains
 from laion_assets_tests.chains import materialize_sample_shards
 
 NAME = "laion-assets"
 
 
-@pytest.fixture(scope="module")
-def instance():
-    with instance_for_test() as dagster_instance:
-        yield dagster_instance
+instance = chains.module_instance
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from dagster import AssetCheckKey, AssetKey, AssetSelection, instance_for_test, materialize
+from dagster import AssetCheckKey, AssetKey, AssetSelection, materialize
 
 from laion_assets.definitions import build_definitions
 from laion_assets.defs.assets.safety_filtered_pairs import (
@@ -23,6 +23,7 @@ from laion_assets.pipeline.safety.weights import load_model_file
 from laion_assets.pipeline.sample_drop import ImageSpec, Page, render_image, write_sample_drop
 from laion_assets.pipeline.takedowns import append, new_takedown
 from laion_assets.settings import Settings
+from laion_assets_tests import chains
 
 SITE = "http://planted.example"
 SHARD = "CC-MAIN-PLANTED/00000"
@@ -114,10 +115,7 @@ def _plant_lists(store) -> None:
     ])
 
 
-@pytest.fixture(scope="module")
-def instance():
-    with instance_for_test() as dagster_instance:
-        yield dagster_instance
+instance = chains.module_instance
 
 
 @pytest.fixture(scope="module")

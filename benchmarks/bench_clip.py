@@ -35,7 +35,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from laion_assets.pipeline.clip import (  # noqa: E402
+from laion_assets.pipeline.scoring.clip import (  # noqa: E402
     ClipModelSpec,
     ClipScorer,
     decode_image,

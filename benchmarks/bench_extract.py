@@ -62,8 +62,8 @@ def _cpu_seconds() -> float:
 
 
 def _run_laion(path: str, profile: bool, uncached_language: bool) -> dict:
-    from laion_assets.pipeline import extract as extract_mod
-    from laion_assets.pipeline.extract import extract_shard
+    from laion_assets.pipeline.extract import stage as extract_mod
+    from laion_assets.pipeline.extract.stage import extract_shard
 
     if uncached_language:  # every alt text goes through fastText (no memo of repeated texts)
         extract_mod.LanguageIdentifier.identify = extract_mod.LanguageIdentifier._identify
@@ -185,9 +185,9 @@ def _run_stages(path: str, repeats: int = 3) -> dict:
     """Cumulative passes over the file, each adding one step of the laion_assets stage."""
     from selectolax.lexbor import LexborHTMLParser
 
-    from laion_assets.pipeline.extract import ExtractConfig, PairExtractor, extract_shard
-    from laion_assets.pipeline.html import iter_image_candidates
-    from laion_assets.pipeline.warc import WarcSkip, iter_warc
+    from laion_assets.pipeline.extract.stage import ExtractConfig, PairExtractor, extract_shard
+    from laion_assets.pipeline.formats.html import iter_image_candidates
+    from laion_assets.pipeline.formats.warc import WarcSkip, iter_warc
 
     config = ExtractConfig()
 

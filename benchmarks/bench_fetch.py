@@ -218,9 +218,9 @@ def child_laion(args: argparse.Namespace) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from laion_assets.pipeline.download import RESULTS_FILE, DownloadConfig, download_shard
-    from laion_assets.pipeline.fetch_live import LiveFetchConfig
-    from laion_assets.pipeline.images import ImagePolicy
+    from laion_assets.pipeline.download.images import ImagePolicy
+    from laion_assets.pipeline.download.live import LiveFetchConfig
+    from laion_assets.pipeline.download.stage import RESULTS_FILE, DownloadConfig, download_shard
 
     urls = Path(args.child_laion).read_text().split()
     out = Path(args.out)
@@ -259,7 +259,7 @@ def child_laion(args: argparse.Namespace) -> None:
 
 def child_fetch_only(args: argparse.Namespace) -> None:
     """Our fetcher alone (bodies discarded): what the event loop does without the images."""
-    from laion_assets.pipeline.fetch_live import LiveFetchConfig, fetch_live_sync
+    from laion_assets.pipeline.download.live import LiveFetchConfig, fetch_live_sync
 
     urls = Path(args.child_fetch_only).read_text().split()
     config = LiveFetchConfig(allowed_networks=("127.0.0.0/8",),
@@ -445,7 +445,7 @@ def stages(paths: list[Path], reps: int, i2d: Path | None) -> None:
 
     from PIL import Image
 
-    from laion_assets.pipeline import images
+    from laion_assets.pipeline.download import images
 
     policy = images.ImagePolicy(resize=RESIZE, resize_mode=RESIZE_MODE, min_bytes=0,
                                 jpeg_quality=QUALITY)
@@ -601,7 +601,7 @@ def main() -> None:
         if i2d is None:
             print(i2d_note)
 
-    from laion_assets.pipeline.download import DownloadConfig
+    from laion_assets.pipeline.download.stage import DownloadConfig
 
     default_workers = getattr(DownloadConfig(), "decode_workers", "n/a")
     server = Server(IMAGE_DIR)

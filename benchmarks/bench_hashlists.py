@@ -82,7 +82,7 @@ def pdq_inputs(size: int, n_queries: int, seed: int = 0):
 
 
 def child_pdq(args: argparse.Namespace) -> dict:
-    from laion_assets.pipeline.hashlists import PdqIndex
+    from laion_assets.pipeline.safety.hashlists import PdqIndex
 
     listed, queries, planted, targets = pdq_inputs(args.pdq_size, args.pdq_queries)
     hexes = [q.tobytes().hex() for q in queries]
@@ -153,7 +153,7 @@ def _write_hex_lines(path: Path, digests: np.ndarray) -> None:
 
 
 def child_exact(args: argparse.Namespace) -> dict:
-    from laion_assets.pipeline.hashlists import ExactHashList, read_hex_lines
+    from laion_assets.pipeline.safety.hashlists import ExactHashList, read_hex_lines
 
     contender, kind = args.child.split(":")[1:]
     listing, query_file = exact_inputs(kind, args.exact_size, args.exact_queries)

@@ -99,7 +99,7 @@ DISTRIBUTIONS = {
 def _load(kind: str):
     """Import and load the identifier; returns text -> ISO 639-1 code (or 'und')."""
     if kind == "fasttext":
-        from laion_assets.pipeline.language import LanguageIdentifier
+        from laion_assets.pipeline.extract.language import LanguageIdentifier
 
         identify = LanguageIdentifier()._identify  # no memo: every call runs the model
         return lambda text: identify(text)[0]
@@ -165,7 +165,7 @@ def sample_alt_texts(warc_dir: Path) -> tuple[list[str], int]:
     """Alt texts laion_assets extracts from the sample WARCs (in file order, deduplicated)."""
     import pyarrow.parquet as pq
 
-    from laion_assets.pipeline.extract import extract_shard
+    from laion_assets.pipeline.extract.stage import extract_shard
 
     texts: list[str] = []
     files = sorted(
@@ -292,7 +292,7 @@ def main() -> None:
         "accuracy on the labelled list; 'agree fT' = same answer as fastText on the real alt "
         "texts; RSS +MB = peak RSS minus RSS before import; disk = installed wheel(s)."
     )
-    from laion_assets.pipeline.language import MODEL_PATH
+    from laion_assets.pipeline.extract.language import MODEL_PATH
 
     print(f"fastText model file: {MODEL_PATH.name} {MODEL_PATH.stat().st_size / 1e3:,.0f} kB")
     for kind, r in results.items():

@@ -321,8 +321,8 @@ def build(args: argparse.Namespace) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from laion_assets.pipeline.release_index import write_indexes
-    from laion_assets.pipeline.store import DatasetStore
+    from laion_assets.pipeline.core.store import DatasetStore
+    from laion_assets.pipeline.release.index import write_indexes
 
     store = DatasetStore(args.root)
     version = Path(args.root) / VERSION_DIR
@@ -356,8 +356,8 @@ def cold(args: argparse.Namespace, evict: bool = False) -> dict:
     if evict:
         evict_cache(args.root)
     start = time.perf_counter()
-    from laion_assets.pipeline.release_index import ReleaseIndex
-    from laion_assets.pipeline.store import DatasetStore
+    from laion_assets.pipeline.core.store import DatasetStore
+    from laion_assets.pipeline.release.index import ReleaseIndex
 
     store = DatasetStore(args.root)
     imported = time.perf_counter()
@@ -368,9 +368,9 @@ def cold(args: argparse.Namespace, evict: bool = False) -> dict:
 
 
 def warm(args: argparse.Namespace) -> dict:
-    from laion_assets.pipeline.provenance import RELEASE_PROVENANCE
-    from laion_assets.pipeline.release_index import ReleaseIndex
-    from laion_assets.pipeline.store import DatasetStore
+    from laion_assets.pipeline.core.store import DatasetStore
+    from laion_assets.pipeline.release.index import ReleaseIndex
+    from laion_assets.pipeline.release.provenance import RELEASE_PROVENANCE
 
     store = DatasetStore(args.root)
     index = ReleaseIndex(lambda p: store.open(f"{VERSION_DIR}/{p}"))
@@ -421,7 +421,7 @@ def row_groups(args: argparse.Namespace) -> dict:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from laion_assets.pipeline.release_index import ReleaseIndex
+    from laion_assets.pipeline.release.index import ReleaseIndex
 
     version = Path(args.root) / VERSION_DIR
     data = pq.read_table(version / "data" / "part-00000.parquet", use_threads=False)

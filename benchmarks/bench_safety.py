@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from laion_assets.pipeline.hashlists import load_exact, load_pdq  # noqa: E402
+from laion_assets.pipeline.safety.hashlists import load_exact, load_pdq  # noqa: E402
 from laion_assets.pipeline.safety.lists import SafetyLists  # noqa: E402
 from laion_assets.pipeline.safety.policy import SafetyPolicy  # noqa: E402
 from laion_assets.pipeline.safety.rules import (  # noqa: E402

@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sample_drop(args: argparse.Namespace) -> int:
-    from laion_assets.pipeline.sample_drop import write_sample_drop
+    from laion_assets.sample.drop import write_sample_drop
 
     drop = write_sample_drop(args.dir, seed=args.seed, n_files=args.files)
     print(f"{drop.drop_dir}: crawl {drop.crawl}, {len(drop.warc_files)} WARC files, "
@@ -82,7 +82,7 @@ def _materialize(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from laion_assets.pipeline.sample_drop import write_sample_drop
+    from laion_assets.sample.drop import write_sample_drop
     from laion_assets.settings import from_environment
 
     drop_dir = Path(from_environment().drops) / "CC-MAIN-SAMPLE"
@@ -93,7 +93,7 @@ def _demo(args: argparse.Namespace) -> int:
     if not all(r.success for r in runs):
         return 1
     from laion_assets.definitions import defs
-    from laion_assets.pipeline.release import list_versions
+    from laion_assets.pipeline.release.publish import list_versions
 
     if list_versions(defs.resources["dataset_store"].store(), "laion-assets"):
         return 0  # a release exists: cut the next one with `laion-assets release`
@@ -107,7 +107,7 @@ def _release(args: argparse.Namespace) -> int:
 
     from laion_assets.definitions import defs
     from laion_assets.defs.headless import cut_release
-    from laion_assets.pipeline.release import latest_manifest
+    from laion_assets.pipeline.release.publish import latest_manifest
 
     config = {"name": args.name, "crawls": args.crawl, "shards": args.shard,
               "dedup_by_sha256": args.dedup_by_sha256, "notes": args.notes}
@@ -128,7 +128,7 @@ def _release(args: argparse.Namespace) -> int:
 
 def _store():
     """The configured dataset store, without loading the Dagster definitions (and torch)."""
-    from laion_assets.pipeline.store import DatasetStore
+    from laion_assets.pipeline.core.store import DatasetStore
     from laion_assets.settings import from_environment, storage_options
 
     settings = from_environment()
@@ -136,7 +136,7 @@ def _store():
 
 
 def _takedown_add(args: argparse.Namespace) -> int:
-    from laion_assets.pipeline.takedowns import KINDS, append, new_takedown
+    from laion_assets.pipeline.safety.takedowns import KINDS, append, new_takedown
 
     kind = next(k for k in KINDS if getattr(args, k))
     entry = new_takedown(kind, getattr(args, kind), args.reason, args.requested_by)
@@ -147,7 +147,7 @@ def _takedown_add(args: argparse.Namespace) -> int:
 
 
 def _takedown_list(args: argparse.Namespace) -> int:
-    from laion_assets.pipeline.takedowns import read_ledger
+    from laion_assets.pipeline.safety.takedowns import read_ledger
 
     for e in read_ledger(_store()):
         print(f"{e.added_at}  {e.id}  {e.kind:<6} {e.value}  {e.reason}")
@@ -184,8 +184,8 @@ def _ensure_dagster_home() -> None:
 def _extract(args: argparse.Namespace) -> int:
     import fsspec
 
-    from laion_assets.pipeline.extract import ExtractConfig, extract_shard
-    from laion_assets.pipeline.files import atomic_local_file
+    from laion_assets.pipeline.core.files import atomic_local_file
+    from laion_assets.pipeline.extract.stage import ExtractConfig, extract_shard
 
     config = ExtractConfig(min_alt_chars=args.min_alt_chars)
     with atomic_local_file(args.out) as sink:

@@ -1,7 +1,7 @@
 """`laion-assets provenance`: where a row came from, what the filters said, which releases hold it.
 
 Wired into `laion_assets.cli` by `add_provenance_command(subparsers)`; the work is done by
-`laion_assets.pipeline.provenance.trace`.
+`laion_assets.pipeline.release.provenance.trace`.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def add_provenance_command(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_provenance(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from laion_assets.pipeline.provenance import trace
-    from laion_assets.pipeline.store import DatasetStore
+    from laion_assets.pipeline.core.store import DatasetStore
+    from laion_assets.pipeline.release.provenance import trace
     from laion_assets.settings import from_environment, storage_options
 
     out = out or sys.stdout

@@ -7,7 +7,7 @@ import pytest
 from dagster import instance_for_test
 
 from laion_assets.definitions import build_definitions
-from laion_assets.pipeline.sample_drop import write_sample_drop
+from laion_assets.sample.drop import write_sample_drop
 from laion_assets.settings import Settings
 
 SHARED_WARCS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "warcs"

@@ -2,9 +2,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from laion_assets.cli import main
-from laion_assets.pipeline.pairs import EXTRACTED_PAIRS_SCHEMA
-
-from .conftest import SHARED_WARCS
+from laion_assets.pipeline.extract.pairs import EXTRACTED_PAIRS_SCHEMA
+from laion_assets_tests.conftest import SHARED_WARCS
 
 
 def test_extract_writes_the_same_columns(tmp_path, capsys):

@@ -11,7 +11,7 @@ from dagster import DagsterInstance, Definitions
 from laion_assets.defs.jobs import release_job, shard_pipeline_job
 from laion_assets.defs.partitions import SHARDS
 from laion_assets.defs.registration import shards_to_add
-from laion_assets.pipeline.drops import DropError, list_drops, registered_shards
+from laion_assets.pipeline.shards.drops import DropError, list_drops, registered_shards
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 

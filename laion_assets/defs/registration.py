@@ -6,8 +6,8 @@ Shared by the crawl-drop sensor and `laion-assets materialize`, so both take one
 from __future__ import annotations
 
 from laion_assets.defs.resources import CrawlDropsResource
-from laion_assets.pipeline.drops import CrawlDrop, register_drop, registered_shards
-from laion_assets.pipeline.store import DatasetStore
+from laion_assets.pipeline.core.store import DatasetStore
+from laion_assets.pipeline.shards.drops import CrawlDrop, register_drop, registered_shards
 
 
 def shards_to_add(

@@ -7,11 +7,10 @@ from functools import cache
 from dagster import Config, ConfigurableResource, InitResourceContext
 from pydantic import Field
 
-from laion_assets.pipeline.clip import ClipModelSpec, ClipScorer, load_clip, resolve_device
-from laion_assets.pipeline.download import DownloadConfig
-from laion_assets.pipeline.drops import CrawlDrop, list_drops
-from laion_assets.pipeline.fetch_live import DEFAULT_USER_AGENT, LiveFetchConfig
-from laion_assets.pipeline.images import ImagePolicy
+from laion_assets.pipeline.core.store import DatasetStore
+from laion_assets.pipeline.download.images import ImagePolicy
+from laion_assets.pipeline.download.live import DEFAULT_USER_AGENT, LiveFetchConfig
+from laion_assets.pipeline.download.stage import DownloadConfig
 from laion_assets.pipeline.safety import concepts as default_concepts
 from laion_assets.pipeline.safety import text_rules
 from laion_assets.pipeline.safety.concepts import Concept
@@ -24,7 +23,8 @@ from laion_assets.pipeline.safety.policy import (
 )
 from laion_assets.pipeline.safety.watermark import WatermarkModel
 from laion_assets.pipeline.safety.weights import load_model_file
-from laion_assets.pipeline.store import DatasetStore
+from laion_assets.pipeline.scoring.clip import ClipModelSpec, ClipScorer, load_clip, resolve_device
+from laion_assets.pipeline.shards.drops import CrawlDrop, list_drops
 from laion_assets.settings import storage_options
 
 

@@ -16,9 +16,9 @@ from laion_assets.defs.jobs import release_job, shard_pipeline_job
 from laion_assets.defs.partitions import SHARDS, shard_partitions
 from laion_assets.defs.registration import shards_to_add
 from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
-from laion_assets.pipeline.drops import drop_fingerprint
-from laion_assets.pipeline.release import new_entries_note, releases_behind_ledger
-from laion_assets.pipeline.takedowns import ledger_version, read_ledger
+from laion_assets.pipeline.release.publish import new_entries_note, releases_behind_ledger
+from laion_assets.pipeline.safety.takedowns import ledger_version, read_ledger
+from laion_assets.pipeline.shards.drops import drop_fingerprint
 
 
 @sensor(

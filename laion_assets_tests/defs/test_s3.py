@@ -15,9 +15,9 @@ from dagster import AssetKey, DynamicPartitionsDefinition
 from laion_assets.definitions import build_definitions
 from laion_assets.defs.headless import cut_release, materialize_drop
 from laion_assets.defs.partitions import SHARDS
-from laion_assets.pipeline.embeddings import read_embeddings
-from laion_assets.pipeline.release import latest_manifest, verify_files
-from laion_assets.pipeline.store import CURRENT, DatasetStore
+from laion_assets.pipeline.core.store import CURRENT, DatasetStore
+from laion_assets.pipeline.formats.embeddings import read_embeddings
+from laion_assets.pipeline.release.publish import latest_manifest, verify_files
 from laion_assets.settings import Settings, storage_options
 from laion_assets_tests import s3 as s3_server
 from laion_assets_tests.chains import tick_crawl_sensor

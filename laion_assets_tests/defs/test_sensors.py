@@ -3,8 +3,7 @@ import shutil
 
 from laion_assets.defs.partitions import SHARDS
 from laion_assets_tests.chains import tick_crawl_sensor
-
-from ..conftest import SHARED_WARCS
+from laion_assets_tests.conftest import SHARED_WARCS
 
 
 def test_new_drop_yields_shards_and_run_requests(instance, defs):

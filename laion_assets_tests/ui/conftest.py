@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from laion_assets.pipeline.sample_drop import write_sample_drop
+from laion_assets.sample.drop import write_sample_drop
 
 REPO = Path(__file__).resolve().parents[2]
 LOCATION = "laion_assets"

@@ -15,9 +15,9 @@ from laion_assets.defs.assets.extracted_pairs import STAGE as EXTRACTED_PAIRS
 from laion_assets.defs.metadata import column_schema, histogram_md
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import ClipModelResource, DatasetStoreResource
-from laion_assets.pipeline.embeddings import IDS_SCHEMA
-from laion_assets.pipeline.fingerprint import fingerprint
-from laion_assets.pipeline.scoring import score_shard
+from laion_assets.pipeline.core.fingerprint import fingerprint
+from laion_assets.pipeline.formats.embeddings import IDS_SCHEMA
+from laion_assets.pipeline.scoring.stage import score_shard
 
 STAGE = "clip_scored_pairs"
 

@@ -20,14 +20,14 @@ from laion_assets.defs.resources import (
     DatasetStoreResource,
     ImageFetcherResource,
 )
-from laion_assets.pipeline.download import (
+from laion_assets.pipeline.download.replay import ReplaySource, index_from_tables
+from laion_assets.pipeline.download.stage import (
     FETCH_RESULTS_SCHEMA,
     RESULTS_FILE,
     Previous,
     download_shard,
 )
-from laion_assets.pipeline.drops import open_uri, parse_shard_key, registered_shards
-from laion_assets.pipeline.replay import ReplaySource, index_from_tables
+from laion_assets.pipeline.shards.drops import open_uri, parse_shard_key, registered_shards
 
 STAGE = "downloaded_images"
 

@@ -18,11 +18,11 @@ from laion_assets.defs.assets.warc_shards import warc_shards
 from laion_assets.defs.metadata import column_schema, counts_table
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
-from laion_assets.pipeline.checks import duplicate_count, schema_problems
-from laion_assets.pipeline.drops import open_uri
-from laion_assets.pipeline.extract import ExtractConfig, extract_shard
-from laion_assets.pipeline.fingerprint import fingerprint
-from laion_assets.pipeline.pairs import EXTRACTED_PAIRS_SCHEMA
+from laion_assets.pipeline.core.checks import duplicate_count, schema_problems
+from laion_assets.pipeline.core.fingerprint import fingerprint
+from laion_assets.pipeline.extract.pairs import EXTRACTED_PAIRS_SCHEMA
+from laion_assets.pipeline.extract.stage import ExtractConfig, extract_shard
+from laion_assets.pipeline.shards.drops import open_uri
 
 STAGE = "extracted_pairs"
 PAIRS_FILE = "pairs.parquet"

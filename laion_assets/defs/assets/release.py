@@ -17,7 +17,8 @@ from pydantic import Field
 from laion_assets.defs.assets.safety_filtered_pairs import safety_filtered_pairs
 from laion_assets.defs.metadata import column_schema, counts_table
 from laion_assets.defs.resources import DatasetStoreResource, SafetyPolicyResource
-from laion_assets.pipeline.release import (
+from laion_assets.pipeline.release.card import STAGE_ORDER
+from laion_assets.pipeline.release.publish import (
     RELEASE_SCHEMA,
     PublishContext,
     ReleaseConfig,
@@ -26,10 +27,9 @@ from laion_assets.pipeline.release import (
     released_rows,
     verify_files,
 )
-from laion_assets.pipeline.release_card import STAGE_ORDER
 from laion_assets.pipeline.safety.lists import load_lists
+from laion_assets.pipeline.safety.takedowns import read_ledger
 from laion_assets.pipeline.safety.verify import listed_pairs
-from laion_assets.pipeline.takedowns import read_ledger
 
 
 class ReleaseRunConfig(Config):

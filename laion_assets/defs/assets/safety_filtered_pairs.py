@@ -27,8 +27,9 @@ from laion_assets.defs.resources import (
     DatasetStoreResource,
     SafetyPolicyResource,
 )
-from laion_assets.pipeline.embeddings import read_embeddings
-from laion_assets.pipeline.fingerprint import fingerprint
+from laion_assets.pipeline.core.fingerprint import fingerprint
+from laion_assets.pipeline.core.store import StoreError
+from laion_assets.pipeline.formats.embeddings import read_embeddings
 from laion_assets.pipeline.safety.lists import load_lists
 from laion_assets.pipeline.safety.stage import (
     EXCLUSIONS_FILE,
@@ -39,9 +40,8 @@ from laion_assets.pipeline.safety.stage import (
     ShardInputs,
     filter_shard,
 )
+from laion_assets.pipeline.safety.takedowns import ledger_version, read_ledger
 from laion_assets.pipeline.safety.verify import listed_pairs
-from laion_assets.pipeline.store import StoreError
-from laion_assets.pipeline.takedowns import ledger_version, read_ledger
 
 STAGE = "safety_filtered_pairs"
 

@@ -11,8 +11,8 @@ from dagster import (
 
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
-from laion_assets.pipeline.drops import load_shard, observe_files
-from laion_assets.pipeline.fingerprint import fingerprint
+from laion_assets.pipeline.core.fingerprint import fingerprint
+from laion_assets.pipeline.shards.drops import load_shard, observe_files
 
 STAGE = "warc_shards"
 

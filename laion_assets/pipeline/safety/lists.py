@@ -20,15 +20,15 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from laion_assets.pipeline.hashlists import (
+from laion_assets.pipeline.core.store import DatasetStore
+from laion_assets.pipeline.safety.hashlists import (
     ExactHashList,
     HashListError,
     PdqIndex,
     load_exact,
     load_pdq,
 )
-from laion_assets.pipeline.store import DatasetStore
-from laion_assets.pipeline.takedowns import LedgerError, normalize_value
+from laion_assets.pipeline.safety.takedowns import LedgerError, normalize_value
 
 HASH_LISTS = "safety/hash_lists"
 OPT_OUTS = "safety/opt_outs"

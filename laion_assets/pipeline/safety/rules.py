@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from laion_assets.pipeline.hashlists import load_exact, load_pdq
+from laion_assets.pipeline.formats.urls import domain_of
+from laion_assets.pipeline.safety.hashlists import load_exact, load_pdq
 from laion_assets.pipeline.safety.lists import EXACT_KINDS, SafetyLists, matching_domain
 from laion_assets.pipeline.safety.policy import SafetyPolicy
+from laion_assets.pipeline.safety.takedowns import Takedown
 from laion_assets.pipeline.safety.text_rules import KeywordMatcher, personal_data, redact
-from laion_assets.pipeline.takedowns import Takedown
-from laion_assets.pipeline.urls import domain_of
 
 MANDATORY_RULES = ("hash_list", "url_list", "takedown")
 

@@ -21,8 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from laion_assets.pipeline.embeddings import Embeddings, EmbeddingWriter, Folder
-from laion_assets.pipeline.pairs import PROVENANCE_COLUMNS
+from laion_assets.pipeline.extract.pairs import PROVENANCE_COLUMNS
+from laion_assets.pipeline.formats.embeddings import Embeddings, EmbeddingWriter, Folder
+from laion_assets.pipeline.formats.webdataset import iter_tar_images, url_key
 from laion_assets.pipeline.safety.concepts import Concept, ConceptScores, score_concepts
 from laion_assets.pipeline.safety.lists import SafetyLists
 from laion_assets.pipeline.safety.nsfw_head import NsfwHead
@@ -34,10 +35,9 @@ from laion_assets.pipeline.safety.rules import (
     RuleContext,
     evaluate,
 )
+from laion_assets.pipeline.safety.takedowns import Takedown
 from laion_assets.pipeline.safety.watermark import WatermarkModel
-from laion_assets.pipeline.scoring import histogram
-from laion_assets.pipeline.takedowns import Takedown
-from laion_assets.pipeline.webdataset import iter_tar_images, url_key
+from laion_assets.pipeline.scoring.stage import histogram
 
 PAIRS_FILE, EXCLUSIONS_FILE, SCORES_FILE = "pairs.parquet", "exclusions.parquet", "scores.parquet"
 PROBABILITY_BINS = np.linspace(0.0, 1.0, 11)

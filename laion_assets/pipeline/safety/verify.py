@@ -17,7 +17,7 @@ from laion_assets.pipeline.safety.rules import (
     takedown_rule,
     url_list_rule,
 )
-from laion_assets.pipeline.takedowns import Takedown
+from laion_assets.pipeline.safety.takedowns import Takedown
 
 COLUMNS = ("pair_id", "url", "sha256", "md5", "sha1", "pdq", "pdq_quality")
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from laion_assets.pipeline.images import to_rgb
+from laion_assets.pipeline.download.images import to_rgb
 from laion_assets.pipeline.safety.weights import ModelFile, load_into
 
 INPUT_SIZE = 256

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from laion_assets.pipeline.clip import fetch_remote, file_sha256
+from laion_assets.pipeline.scoring.clip import fetch_remote, file_sha256
 
 
 @dataclass(frozen=True)

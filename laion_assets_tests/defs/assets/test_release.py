@@ -16,16 +16,16 @@ from dagster import (
 from laion_assets.defs.assets.release import files_match_manifest, release
 from laion_assets.defs.headless import cut_release
 from laion_assets.defs.sensors import takedown_sensor
-from laion_assets.pipeline import release as release_lib
-from laion_assets.pipeline.release import (
+from laion_assets.pipeline.formats.urls import domain_of
+from laion_assets.pipeline.release import publish as release_lib
+from laion_assets.pipeline.release.publish import (
     PROVENANCE_SCHEMA,
     RELEASE_SCHEMA,
     list_versions,
     read_manifest,
     verify_files,
 )
-from laion_assets.pipeline.takedowns import append, new_takedown
-from laion_assets.pipeline.urls import domain_of
+from laion_assets.pipeline.safety.takedowns import append, new_takedown
 from laion_assets_tests import chains
 from laion_assets_tests.chains import materialize_sample_shards
 

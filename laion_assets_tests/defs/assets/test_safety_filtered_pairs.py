@@ -16,12 +16,12 @@ from laion_assets.defs.assets.safety_filtered_pairs import (
 )
 from laion_assets.defs.headless import materialize_drop
 from laion_assets.defs.resources import SafetyPolicyResource
-from laion_assets.pipeline.embeddings import read_embeddings
-from laion_assets.pipeline.images import pdq_bits_to_hex, pdq_hex_to_bits, process_image
+from laion_assets.pipeline.download.images import pdq_bits_to_hex, pdq_hex_to_bits, process_image
+from laion_assets.pipeline.formats.embeddings import read_embeddings
 from laion_assets.pipeline.safety.nsfw_head import NsfwHead, nsfw_head
+from laion_assets.pipeline.safety.takedowns import append, new_takedown
 from laion_assets.pipeline.safety.weights import load_model_file
-from laion_assets.pipeline.sample_drop import ImageSpec, Page, render_image, write_sample_drop
-from laion_assets.pipeline.takedowns import append, new_takedown
+from laion_assets.sample.drop import ImageSpec, Page, render_image, write_sample_drop
 from laion_assets.settings import Settings
 from laion_assets_tests import chains
 

@@ -7,7 +7,7 @@ import pytest
 from dagster import AssetKey
 
 from laion_assets.defs.headless import materialize_drop
-from laion_assets.pipeline.pairs import EXTRACTED_PAIRS_SCHEMA
+from laion_assets.pipeline.extract.pairs import EXTRACTED_PAIRS_SCHEMA
 
 SHARD = "CC-MAIN-SAMPLE/00000"
 

@@ -5,7 +5,6 @@ import open_clip
 import pytest
 import torch
 
-from laion_assets.pipeline.clip import ClipModelSpec, ClipScorer, load_clip
 from laion_assets.pipeline.safety.concepts import (
     DEFAULT_MINOR_CONCEPTS,
     DEFAULT_NSFW_CONCEPTS,
@@ -14,6 +13,7 @@ from laion_assets.pipeline.safety.concepts import (
     Concept,
     score_concepts,
 )
+from laion_assets.pipeline.scoring.clip import ClipModelSpec, ClipScorer, load_clip
 
 SPEC = ClipModelSpec(model="ViT-B-32", pretrained=None, device="cpu", num_workers=0)
 ALL_DEFAULTS = DEFAULT_NSFW_CONCEPTS + DEFAULT_MINOR_CONCEPTS + DEFAULT_WATERMARK_CONCEPTS

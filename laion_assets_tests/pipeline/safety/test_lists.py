@@ -2,9 +2,9 @@
 
 import pytest
 
-from laion_assets.pipeline.hashlists import HashListError
+from laion_assets.pipeline.core.store import DatasetStore
+from laion_assets.pipeline.safety.hashlists import HashListError
 from laion_assets.pipeline.safety.lists import load_lists, matching_domain, read_values
-from laion_assets.pipeline.store import DatasetStore
 
 MD5_A, MD5_B = "0123456789abcdef" * 2, "fedcba9876543210" * 2
 SHA1 = "ab" * 20

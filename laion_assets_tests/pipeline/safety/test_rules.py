@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from laion_assets.pipeline.hashlists import load_exact, load_pdq
 from laion_assets.pipeline.safety.concepts import Concept
+from laion_assets.pipeline.safety.hashlists import load_exact, load_pdq
 from laion_assets.pipeline.safety.lists import SafetyLists
 from laion_assets.pipeline.safety.policy import (
     NsfwRules,
@@ -26,8 +26,8 @@ from laion_assets.pipeline.safety.rules import (
     RuleContext,
     evaluate,
 )
+from laion_assets.pipeline.safety.takedowns import Takedown, new_takedown
 from laion_assets.pipeline.safety.verify import COLUMNS, listed_pairs
-from laion_assets.pipeline.takedowns import Takedown, new_takedown
 
 MD5_LIST = "safety/hash_lists/md5/partner.txt"
 SHA1_LIST = "safety/hash_lists/sha1/partner.txt"

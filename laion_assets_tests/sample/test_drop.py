@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import re
 from collections import defaultdict
@@ -159,6 +160,20 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
     b = write_sample_drop(tmp_path / "b" / CRAWL, seed=7)
     assert drop_bytes(a) == drop_bytes(b)
     assert (a.pages, a.image_records) == (b.pages, b.image_records)
+
+
+# The sha256 of the default drop's decompressed files (name, NUL, content), in path order:
+# the drop's content is pinned, so moving the generator's code changes no byte of it. Pillow
+# encodes the images; a Pillow release that encodes differently changes this digest too.
+DEFAULT_DROP_CONTENT_SHA256 = "e0a764afb15250bd0a85326d530fa22679d9fbe5051697665a1de960d788a6bd"
+
+
+def test_default_drop_content_is_pinned(drop: SampleDrop) -> None:
+    digest = hashlib.sha256()
+    for name, data in drop_bytes(drop).items():
+        digest.update(name.encode() + b"\0")
+        digest.update(gzip.decompress(data))
+    assert digest.hexdigest() == DEFAULT_DROP_CONTENT_SHA256
 
 
 def test_different_seed_gives_different_files(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from laion_assets.defs.assets.safety_filtered_pairs import (
     safety_filtered_pairs,
 )
 from laion_assets.defs.assets.warc_shards import warc_shards
+from laion_assets.defs.automation import automation_sensor
 from laion_assets.defs.jobs import (
     release_job,
     shard_cpu_stages_job,
@@ -30,6 +31,7 @@ from laion_assets.defs.resources import (
     ImageFetcherResource,
     SafetyPolicyResource,
 )
+from laion_assets.defs.run_sweep import dead_run_sensor
 from laion_assets.defs.sensors import crawl_drop_sensor, takedown_sensor
 from laion_assets.settings import Settings, from_environment
 
@@ -45,7 +47,7 @@ def build_definitions(settings: Settings,
                 safety_filtered_pairs, release],
         asset_checks=[no_listed_pair_passes, files_match_manifest, no_listed_rows, coverage],
         jobs=[shard_pipeline_job, shard_cpu_stages_job, shard_gpu_stage_job, release_job],
-        sensors=[crawl_drop_sensor, takedown_sensor],
+        sensors=[crawl_drop_sensor, takedown_sensor, automation_sensor, dead_run_sensor],
         executor=executor_from_environment(),  # in-process; k8s_job_executor when EXECUTOR=k8s
         resources={
             "dataset_store": DatasetStoreResource(root=settings.store,

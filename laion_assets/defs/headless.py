@@ -1,7 +1,9 @@
 """Headless runs: register a drop's shards and materialize them on the configured instance.
 
 The same registration as the sensor (`registration.shards_to_add`) and the same job the UI
-backfills (`shard_pipeline`), executed in this process against the Dagster instance.
+backfills (`shard_pipeline`), executed in this process against the Dagster instance. Runs
+carry this process's identity (`run_sweep.worker_tags`), and runs of CLI processes that died
+are failed and their pool slots freed while `materialize` runs (`run_sweep.sweeping`).
 """
 
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from dagster import DagsterInstance, Definitions
 from laion_assets.defs.jobs import release_job, shard_pipeline_job
 from laion_assets.defs.partitions import SHARDS
 from laion_assets.defs.registration import shards_to_add
+from laion_assets.defs.run_sweep import sweeping, worker_tags
 from laion_assets.pipeline.shards.drops import DropError, list_drops, registered_shards
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -40,12 +43,14 @@ def materialize_drop(
     log(f"{drop.crawl}: {len(keys)} shards ({len(new)} newly registered)")
     job = defs.resolve_job_def(shard_pipeline_job.name)
     runs = []
-    for key in keys:
-        result = job.execute_in_process(partition_key=key, instance=instance,
-                                        raise_on_error=False, run_config=QUIET_LOGS,
-                                        tags={"laion_assets/trigger": "cli"})
-        runs.append(ShardRun(key, result.run_id, result.success))
-        log(f"  {key}: {'ok' if result.success else 'FAILED'} (run {result.run_id[:8]})")
+    with sweeping(instance, log):  # runs of killed CLI processes: failed, their slots freed
+        for key in keys:
+            result = job.execute_in_process(partition_key=key, instance=instance,
+                                            raise_on_error=False, run_config=QUIET_LOGS,
+                                            tags={"laion_assets/trigger": "cli",
+                                                  **worker_tags()})
+            runs.append(ShardRun(key, result.run_id, result.success))
+            log(f"  {key}: {'ok' if result.success else 'FAILED'} (run {result.run_id[:8]})")
     return runs
 
 
@@ -56,5 +61,6 @@ def cut_release(defs: Definitions, instance: DagsterInstance, config: dict | Non
     run_config = {**QUIET_LOGS, "ops": {"release": {"config": config or {}}}}
     result = job.execute_in_process(instance=instance, run_config=run_config,
                                     raise_on_error=False,
-                                    tags={"laion_assets/trigger": "cli", **(tags or {})})
+                                    tags={"laion_assets/trigger": "cli", **worker_tags(),
+                                          **(tags or {})})
     return result.success, result.run_id

@@ -221,7 +221,8 @@ def s3_stores(s3):
     root = f"s3://{s3.bucket()}/store"
     options = storage_options(s3.endpoint)
     reader_options = {**options, "skip_instance_cache": True, "use_listings_cache": False}
-    return DatasetStore(root, options), DatasetStore(root, reader_options)
+    # the writer collects superseded attempts at once (no grace period)
+    return DatasetStore(root, options, gc_grace_seconds=0), DatasetStore(root, reader_options)
 
 
 def test_a_failed_attempt_on_s3_leaves_the_old_output(s3, s3_stores):

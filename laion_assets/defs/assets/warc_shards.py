@@ -1,27 +1,22 @@
 """`warc_shards`: which WARC files a shard holds, observed where they are (never copied)."""
 
+import posixpath
 
-from dagster import (
-    AssetExecutionContext,
-    DataVersion,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
-from laion_assets.defs.partitions import shard_partitions
+from laion_assets.defs.assets.shard_asset import ShardRun, shard_asset
 from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
-from laion_assets.pipeline.core.fingerprint import fingerprint
-from laion_assets.pipeline.shards.drops import load_shard, observe_files
+from laion_assets.pipeline.core.manifests import WARC_SHARDS as STAGE
+from laion_assets.pipeline.core.store import CURRENT
+from laion_assets.pipeline.shards import run as warc_shards_stage
 
-STAGE = "warc_shards"
+__all__ = ["STAGE", "warc_shards"]
 
 
-@asset(
-    partitions_def=shard_partitions,
+@shard_asset(
     group_name="crawl",
     kinds={"warc"},
-    owners=["team:dataset-builders"],
+    eager=False,
     description="The raw WARC partitions: a shard's WARC files with sizes and sha256 "
     "checksums, observed in place (never copied).",
 )
@@ -30,22 +25,14 @@ def warc_shards(
     dataset_store: DatasetStoreResource,
     crawl_drops: CrawlDropsResource,
 ) -> MaterializeResult:
-    store = dataset_store.store()
-    shard = load_shard(store, context.partition_key)
-    files = observe_files(shard, crawl_drops.storage_options)
-    version = fingerprint([f["sha256"] for f in files])
-    total = sum(f["size"] for f in files)
-    with store.stage_output(STAGE, shard.key) as output:
-        output.commit({"shard": shard.key, "crawl": shard.crawl, "files": files,
-                       "bytes": total, "data_version": version, "run_id": context.run.run_id})
-    context.log.info("shard %s: %d WARC files, %d bytes", shard.key, len(files), total)
-    table = "\n".join(f"| {f['uri']} | {f['size']:,} | `{f['sha256'][:16]}…` |" for f in files)
-    return MaterializeResult(
-        metadata={
-            "warc_files": len(files),
-            "bytes": MetadataValue.int(total),
-            "files": MetadataValue.md("| file | bytes | sha256 |\n|---|---|---|\n" + table),
-            "manifest": MetadataValue.path(store.uri(f"{STAGE}/{shard.key}/_CURRENT.json")),
-        },
-        data_version=DataVersion(version),
-    )
+    shard_run = ShardRun.of(context, dataset_store)
+    manifest = shard_run(warc_shards_stage.run, storage_options=crawl_drops.storage_options)
+    table = "\n".join(f"| {f.uri} | {f.size:,} | `{(f.sha256 or '')[:16]}…` |"
+                      for f in manifest.files)
+    current = posixpath.join(STAGE, manifest.shard, CURRENT)
+    return shard_run.result(manifest, {
+        "warc_files": len(manifest.files),
+        "bytes": MetadataValue.int(manifest.bytes),
+        "files": MetadataValue.md("| file | bytes | sha256 |\n|---|---|---|\n" + table),
+        "manifest": MetadataValue.path(shard_run.store.uri(current)),
+    })

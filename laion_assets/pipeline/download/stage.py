@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from laion_assets.pipeline.core.fingerprint import fingerprint
+from laion_assets.pipeline.core.manifests import RESULTS_FILE
 from laion_assets.pipeline.download.images import (
     ImagePolicy,
     ImageRejected,
@@ -62,7 +63,6 @@ FETCH_RESULTS_SCHEMA = pa.schema(
         pa.field("attempts", pa.int32()),
     ]
 )
-RESULTS_FILE = "fetch_results.parquet"
 
 
 class OutputFolder(Protocol):
@@ -86,13 +86,21 @@ class DownloadConfig:
 
 @dataclass
 class DownloadResult:
+    """Counts of every stored result (kept from `previous` or fetched by this call)."""
+
     rows: int
-    counts: Counter[str]
-    failures: Counter[str]
+    counts: Counter[str]  # by status
+    failures: Counter[str]  # failed results by reason
     by_source: Counter[str]
     tars: list[str]
     bytes: int  # original bytes of every fetched body
     fingerprint: str  # of (url, status, sha256) over all results: the data version
+    kept: int = 0  # results carried over from `previous`
+    urls: int = 0  # unique URLs asked for
+
+    @property
+    def fetched_this_run(self) -> int:
+        return self.rows - self.kept
 
 
 @dataclass
@@ -171,10 +179,14 @@ def download_shard(
                 outputs.add(_failed(url, "not_captured", "no capture and live fetching is off"))
     rows = outputs.finish()
     progress.report(final=True)
+    stored = outputs.rows
     return DownloadResult(
-        rows, progress.counts, progress.failures, progress.sources, outputs.tars,
-        sum(r["bytes"] or 0 for r in outputs.rows),
-        fingerprint(sorted((r["url"], r["status"], r.get("sha256")) for r in outputs.rows)),
+        rows, Counter(r["status"] for r in stored),
+        Counter(r["reason"] for r in stored if r["status"] != "ok"),
+        Counter(r["source"] for r in stored if r["source"]), outputs.tars,
+        sum(r["bytes"] or 0 for r in stored),
+        fingerprint(sorted((r["url"], r["status"], r.get("sha256")) for r in stored)),
+        kept=len(kept), urls=len(wanted),
     )
 
 

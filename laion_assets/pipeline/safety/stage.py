@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from laion_assets.pipeline.core.manifests import EXCLUSIONS_FILE, PAIRS_FILE, SCORES_FILE
 from laion_assets.pipeline.extract.pairs import PROVENANCE_COLUMNS
 from laion_assets.pipeline.formats.embeddings import Embeddings, EmbeddingWriter, Folder
 from laion_assets.pipeline.formats.webdataset import iter_tar_images, url_key
@@ -39,7 +40,6 @@ from laion_assets.pipeline.safety.takedowns import Takedown
 from laion_assets.pipeline.safety.watermark import WatermarkModel
 from laion_assets.pipeline.scoring.stage import histogram
 
-PAIRS_FILE, EXCLUSIONS_FILE, SCORES_FILE = "pairs.parquet", "exclusions.parquet", "scores.parquet"
 PROBABILITY_BINS = np.linspace(0.0, 1.0, 11)
 FETCH_COLUMNS = ("url_key", "status", "reason", "detail", "source", "fetched_at", "bytes",
                  "width", "height", "sha256", "md5", "sha1", "pdq", "pdq_quality", "tar")

@@ -82,9 +82,13 @@ def test_rerun_keeps_successes_and_retries_only_transient_failures(tmp_path, loo
                                       pre_buffer=False),
                         lambda name: open(first.root / name, "rb"))
     second = Folder(tmp_path / "second")
-    download_shard([good, gone, flaky], second, config=CONFIG, previous=previous,
-                   log=lambda _: None)
+    result = download_shard([good, gone, flaky], second, config=CONFIG, previous=previous,
+                            log=lambda _: None)
     rows2 = _results(second)
+    # counts describe every stored result; the retried one is reported apart
+    assert (result.rows, result.counts["ok"], result.counts["failed"]) == (3, 2, 1)
+    assert result.failures == {"http_404": 1} and result.by_source == {"live": 3}
+    assert (result.kept, result.fetched_this_run, result.urls) == (2, 1, 3)
     assert [rows2[u]["status"] for u in (good, gone, flaky)] == ["ok", "failed", "ok"]
     assert len(loopback_server.hits("/good.jpg")) == 1  # kept, not fetched again
     assert len(loopback_server.hits("/gone.jpg")) == 1  # permanent failure kept

@@ -10,22 +10,43 @@ Layout of one version (`version_folder`):
       index/<kind>.parquet           lookup indexes (`release_index`)
       removed.parquet                rows of the parent version that this one does not hold
       README.md                      the dataset card
+      _CLAIM.json                    who claimed the version number (written first)
       manifest.json                  every file with its sha256; written last: the commit
 
 A version exists only once its manifest is written; nothing is ever rewritten, and a new
 version supersedes the old one. Before publishing, every row is matched once more against
-the hash lists, URL lists and the takedown ledger as they are at that moment, so entries
-added since the shards were filtered are withheld too (and named in the changelog).
+the hash lists, URL lists, opt-out lists and the takedown ledger as they are at that moment,
+so entries added since the shards were filtered are withheld too (and named in the
+changelog).
+
+Concurrency and crashes:
+
+- a publish claims its version number by creating `_CLAIM.json` exclusively (a hard link
+  locally, a PUT with `If-None-Match: *` on S3); when another publish claimed it first, it
+  tries the next number. Only the claimer writes into the folder, and `manifest.json` is
+  created the same exclusive way, so a committed version is never touched again;
+- a publish that fails removes its own uncommitted folder; one that is killed leaves it
+  behind, claimed: later publishes skip that number (a gap in the version numbers) and
+  nobody removes a folder it did not create;
+- after the files are written, the lists and the ledger are read again; when they changed
+  and match a written row, the version is written again (in its own folder) against the
+  new ones, up to RECHECK_TRIES times, so an entry added during a publish is honoured;
+- a version with `parent_version` set (a takedown or list-change version) holds its
+  parent's rows and source shards (with their data versions) minus what the lists and the
+  ledger now match, read from the parent's parts: shards materialized since, or re-run
+  with a new data version, enter only through a release run without it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -33,21 +54,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from laion_assets.pipeline.core.manifests import (
+    ReleaseManifest,
+    SafetyFilteredPairsManifest,
+    ShardOutputs,
+    require_current,
+)
 from laion_assets.pipeline.core.store import DatasetStore, StoreError
 from laion_assets.pipeline.formats.embeddings import read_embeddings
 from laion_assets.pipeline.release.card import dataset_card
 from laion_assets.pipeline.release.index import write_indexes
-from laion_assets.pipeline.safety.lists import SafetyLists
+from laion_assets.pipeline.safety.lists import SafetyLists, load_lists
 from laion_assets.pipeline.safety.policy import SafetyPolicy
-from laion_assets.pipeline.safety.takedowns import Takedown, ledger_version
+from laion_assets.pipeline.safety.takedowns import Takedown, ledger_version, read_ledger
 from laion_assets.pipeline.safety.verify import listed_pairs
 from laion_assets.pipeline.shards.drops import registered_shards
 
 RELEASES = "releases"
 MANIFEST = "manifest.json"
+CLAIM = "_CLAIM.json"
+CLAIM_TRIES = 100  # version numbers tried before a publish gives up
+RECHECK_TRIES = 3  # writes of one version before lists that keep changing fail it
 ROW_GROUP_ROWS = 16_384
-STAGES = ("warc_shards", "extracted_pairs", "downloaded_images", "clip_scored_pairs",
-          "safety_filtered_pairs")
 RELEASE_SCHEMA = pa.schema([
     ("URL", pa.string()), ("TEXT", pa.string()), ("WIDTH", pa.int32()), ("HEIGHT", pa.int32()),
     ("similarity", pa.float32()), ("punsafe", pa.float32()), ("pwatermark", pa.float32()),
@@ -64,6 +92,7 @@ PROVENANCE_SCHEMA = pa.schema([
     ("downloaded_run_id", pa.string()), ("scored_run_id", pa.string()),
     ("safety_run_id", pa.string()),
 ])
+HASH_COLUMNS = ("sha256", "md5", "sha1", "pdq", "pdq_quality")  # what the lists match on
 REMOVED_SCHEMA = pa.schema([("hash", pa.int64()), ("URL", pa.string()), ("rule", pa.string()),
                             ("reason", pa.string())])
 
@@ -80,6 +109,9 @@ class ReleaseConfig:
     dedup_by_sha256: bool = False  # also keep one pair per image (first shard wins)
     rows_per_part: int = 1_000_000
     notes: str = ""  # a line for the changelog (e.g. why this version was cut)
+    # >0: keep version N's rows and source shards minus what lists and ledger now match (a
+    # takedown or list-change version); crawls and shards are then ignored
+    parent_version: int = 0
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -106,11 +138,17 @@ def read_manifest(store: DatasetStore, name: str, version: int) -> dict:
     return store.read_json(posixpath.join(version_folder(name, version), MANIFEST))
 
 
-def verify_files(store: DatasetStore, manifest: dict) -> list[str]:
+def read_release(store: DatasetStore, name: str, version: int) -> ReleaseManifest:
+    """A committed version's manifest, typed."""
+    return ReleaseManifest.from_json(read_manifest(store, name, version))
+
+
+def verify_files(store: DatasetStore, manifest: ReleaseManifest | dict) -> list[str]:
     """Problems found re-hashing every file a manifest lists (empty: all match)."""
+    manifest = ReleaseManifest.of(manifest)
     problems = []
-    for relative, facts in manifest["files"].items():
-        path = posixpath.join(manifest["folder"], relative)
+    for relative, facts in manifest.files.items():
+        path = manifest.path(relative)
         try:
             with store.open(path) as handle:
                 digest = hashlib.file_digest(handle, "sha256").hexdigest()
@@ -263,69 +301,224 @@ class PublishContext:
     log: Callable[[str], None] = print
 
 
-def publish_release(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext) -> dict:
+@dataclass(frozen=True)
+class PublishHooks:
+    """Points of a publish where a caller can act (tests: release two publishes together,
+    or change the lists while the files are written)."""
+
+    version_picked: Callable[[int], None] | None = None  # a number picked, not yet claimed
+    files_written: Callable[[int], None] | None = None  # every file written, not re-checked
+
+
+@dataclass
+class _Written:
+    """A version's files as written, before its card and manifest."""
+
+    publisher: _Publisher
+    sources: list[dict]
+    coverage: dict
+    withheld: Counter
+    removed: Counter
+
+
+def publish_release(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext,
+                    hooks: PublishHooks | None = None) -> dict:
     """Publish the next version of `config.name`; returns its manifest (already committed)."""
-    shards, coverage = select_shards(store, config)
-    versions = list_versions(store, config.name)
-    parent = versions[-1] if versions else None
-    version = (parent or 0) + 1
+    hooks = hooks or PublishHooks()
+    parent = _parent(store, config)
+    version = claim_version(store, config.name, ctx.run_id, hooks.version_picked)
+    try:
+        return _publish_claimed(store, config, ctx, version, parent, hooks)
+    except BaseException:
+        _abandon(store, version_folder(config.name, version))
+        raise
+
+
+def _publish_claimed(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext,
+                     version: int, parent: int | None, hooks: PublishHooks) -> dict:
+    """Write the claimed version; re-check the lists and the ledger; commit."""
     folder = version_folder(config.name, version)
-    if store.exists(folder):  # an attempt that never committed: invisible, so replaceable
+    for _ in range(RECHECK_TRIES):
+        written = _write_rows(store, config, ctx, folder, parent)
+        manifest = _describe(config, version, parent, written, ctx)
+        if hooks.files_written is not None:
+            hooks.files_written(version)
+        fresh = _lists_now(store, ctx)
+        if fresh is None:
+            return _commit(store, folder, manifest)
+        hits = listed_pairs(released_rows(store, manifest), fresh.lists, fresh.ledger,
+                            fresh.policy)
+        if not hits:  # nothing written matches the new entries: record them as checked
+            return _commit(store, folder, _describe(config, version, parent, written, fresh))
+        ctx.log(f"v{version}: lists or ledger changed while writing and match "
+                f"{sum(len(h.index) for h in hits)} rows: writing it again")
+        ctx = fresh
+        _clear(store, folder)
+    raise ReleaseError(f"{store.uri(folder)}: the lists or the ledger changed while each of "
+                       f"{RECHECK_TRIES} writes of this version was being written")
+
+
+def _parent(store: DatasetStore, config: ReleaseConfig) -> int | None:
+    versions = list_versions(store, config.name)
+    if not config.parent_version:
+        return versions[-1] if versions else None
+    if config.parent_version not in versions:
+        raise ReleaseError(f"{store.uri(version_folder(config.name, config.parent_version))}: "
+                           f"not a committed version of {config.name} (committed: "
+                           f"{', '.join(f'v{v}' for v in versions) or 'none'})")
+    return config.parent_version
+
+
+def claim_version(store: DatasetStore, name: str, run_id: str = "",
+                  picked: Callable[[int], None] | None = None) -> int:
+    """Claim the next free version number of `name` by creating its `_CLAIM.json`
+    exclusively; a number another publish claimed first is skipped."""
+    candidate = _highest_number(store, name) + 1
+    for _ in range(CLAIM_TRIES):
+        if picked is not None:
+            picked(candidate)
+        claim = posixpath.join(version_folder(name, candidate), CLAIM)
+        try:
+            store.create_json(claim, {"run_id": run_id, "host": socket.gethostname(),
+                                      "pid": os.getpid(),
+                                      "claimed_at": datetime.now(UTC).isoformat()})
+            return candidate
+        except FileExistsError:
+            candidate += 1
+    raise ReleaseError(f"{store.uri(posixpath.join(RELEASES, name))}: no free version number "
+                       f"up to v{candidate - 1:04d}: other publishes claimed {CLAIM_TRIES} "
+                       "in a row")
+
+
+def _highest_number(store: DatasetStore, name: str) -> int:
+    """The highest version number with a folder: committed, being written, or abandoned."""
+    names = store.listdir(posixpath.join(RELEASES, name))
+    return max((int(n[1:]) for n in names if n.startswith("v") and n[1:].isdigit()), default=0)
+
+
+def _abandon(store: DatasetStore, folder: str) -> None:
+    """Remove this publish's own folder, unless it committed (then it is a version)."""
+    store.fs.invalidate_cache(store.path(folder))
+    if not store.exists(posixpath.join(folder, MANIFEST)) and store.exists(folder):
         store.fs.rm(store.path(folder), recursive=True)
+
+
+def _clear(store: DatasetStore, folder: str) -> None:
+    """Remove what a write left in this publish's own folder, keeping its claim."""
+    store.fs.invalidate_cache(store.path(folder))
+    for path in store.fs.ls(store.path(folder), detail=False):
+        if posixpath.basename(path.rstrip("/")) != CLAIM:
+            store.fs.rm(path, recursive=True)
+
+
+def _lists_now(store: DatasetStore, ctx: PublishContext) -> PublishContext | None:
+    """`ctx` with the lists and the ledger as they are now; None when they are unchanged."""
+    lists, ledger = load_lists(store), read_ledger(store)
+    if lists.version == ctx.lists.version and ledger_version(ledger) == ledger_version(
+            ctx.ledger):
+        return None
+    return replace(ctx, lists=lists, ledger=ledger)
+
+
+def _write_rows(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext, folder: str,
+                parent: int | None) -> _Written:
+    """Every file of the version but its card and manifest."""
     publisher = _Publisher(store, folder, config.rows_per_part)
-    sources, withheld = [], Counter()
+    withheld = Counter()
     withheld_rows: dict[int, tuple[str, str]] = {}
     seen_pairs: set[int] = set()
     seen_images: set[str] = set()
-    for shard in shards:
-        manifests = {stage: store.require_current(stage, shard) for stage in STAGES}
-        sources.append(_source_entry(shard, manifests))
-        _add_shard(store, manifests, publisher, ctx, config, seen_pairs, seen_images,
-                   withheld, withheld_rows)
-        ctx.log(f"{shard}: {publisher.rows + publisher.pending.rows} rows so far")
+    if config.parent_version:
+        kept = read_manifest(store, config.name, config.parent_version)
+        sources, coverage = kept["source_shards"], kept["coverage"]
+        _add_parent_rows(store, kept, publisher, ctx, seen_pairs, withheld, withheld_rows)
+    else:
+        shards, coverage = select_shards(store, config)
+        sources = []
+        for shard in shards:
+            manifests = ShardOutputs.require(store, shard)
+            sources.append(_source_entry(shard, manifests))
+            _add_shard(store, manifests, publisher, ctx, config, seen_pairs, seen_images,
+                       withheld, withheld_rows)
+            ctx.log(f"{shard}: {publisher.rows + publisher.pending.rows} rows so far")
     publisher.flush()
     index_files = write_indexes(read_parts(store, folder, publisher.parts, ("sha256",)),
                                 lambda rel: store.open(posixpath.join(folder, rel), "wb"))
     publisher.files.update(index_files)  # rows, bytes and sha256, as write_indexes hashed them
     removed = _write_removed(store, config.name, parent, publisher, seen_pairs, withheld_rows,
                              sources)
-    manifest = _manifest(config, version, parent, folder, publisher, sources, coverage,
-                         withheld, removed, ctx)
+    return _Written(publisher, sources, coverage, withheld, removed)
+
+
+def _describe(config: ReleaseConfig, version: int, parent: int | None, written: _Written,
+              ctx: PublishContext) -> dict:
+    """Write the dataset card; returns the manifest naming every file."""
+    publisher = written.publisher
+    manifest = _manifest(config, version, parent, publisher.folder, publisher, written.sources,
+                         written.coverage, written.withheld, written.removed, ctx)
     with publisher.open("README.md") as handle:
         handle.write(dataset_card(manifest).encode())
     manifest["files"] = dict(sorted(publisher.files.items()))
-    return _commit(store, folder, manifest)
+    return manifest
 
 
-def _source_entry(shard: str, manifests: dict[str, dict]) -> dict:
-    safety = manifests["safety_filtered_pairs"]
-    return {"shard": shard, "data_version": safety["data_version"], "run_id": safety["run_id"],
-            "stages": {s: {"run_id": m.get("run_id"), "data_version": m.get("data_version")}
-                       for s, m in manifests.items()},
-            "counts": _stage_counts(manifests), "model": safety.get("model"),
-            "policy": safety.get("policy"), "lists_version": safety.get("lists_version"),
-            "ledger_version": safety.get("ledger_version")}
+def _add_parent_rows(store: DatasetStore, parent: dict, publisher: _Publisher,
+                     ctx: PublishContext, kept: set[int], withheld: Counter,
+                     withheld_rows: dict) -> None:
+    """The parent version's rows, part by part, less those the lists and the ledger match."""
+    folder = parent["folder"]
+    for part in range(parent["parts"]):
+        name = f"part-{part:05d}"
+        data = store.read_parquet(f"{folder}/data/{name}.parquet")
+        provenance = store.read_parquet(f"{folder}/provenance/{name}.parquet")
+        columns = {"pair_id": data.column("hash"), "url": data.column("URL")}
+        columns.update({c: provenance.column(c) for c in HASH_COLUMNS})
+        blocked = _blocked(pa.table(columns), ctx)
+        ids = data.column("hash").to_pylist()
+        for i, reason in blocked.items():
+            withheld[reason[0]] += 1
+            withheld_rows[ids[i]] = reason
+        keep = [i for i in range(data.num_rows) if i not in blocked]
+        kept.update(ids[i] for i in keep)
+        if keep:
+            rows, index = pa.array(keep, pa.int64()), np.asarray(keep)
+            publisher.add(data.take(rows), provenance.take(rows),
+                          _read_npy(store, f"{folder}/img_emb/{name}.npy")[index],
+                          _read_npy(store, f"{folder}/text_emb/{name}.npy")[index])
 
 
-def _stage_counts(manifests: dict[str, dict]) -> dict[str, int]:
-    pairs = manifests["extracted_pairs"]
-    return {"pages": int(pairs.get("stats", {}).get("counts", {}).get("html_pages", 0)),
-            "candidates": int(pairs["rows"]),
-            "fetched": int(manifests["downloaded_images"].get("ok", 0)),
-            "scored": int(manifests["clip_scored_pairs"]["rows"]),
-            "safe": int(manifests["safety_filtered_pairs"]["rows"])}
-
-
-def _add_shard(store: DatasetStore, manifests: dict[str, dict], publisher: _Publisher,
-               ctx: PublishContext, config: ReleaseConfig, seen_pairs: set[int],
-               seen_images: set[str], withheld: Counter, withheld_rows: dict) -> None:
-    safety = manifests["safety_filtered_pairs"]
-    pairs = store.read_parquet(safety["files"]["pairs.parquet"])
-    embeddings = read_embeddings(lambda n: store.open(f"{safety['folder']}/{n}"))
-    blocked = {}
+def _blocked(pairs: pa.Table, ctx: PublishContext) -> dict[int, tuple[str, str]]:
+    """Row index -> (rule, detail) of the first mandatory rule that matches it."""
+    blocked: dict[int, tuple[str, str]] = {}
     for hits in listed_pairs(pairs, ctx.lists, ctx.ledger, ctx.policy):
         for i, detail in zip(hits.index, hits.detail, strict=True):
             blocked.setdefault(i, (hits.rule, detail))
+    return blocked
+
+
+def _read_npy(store: DatasetStore, relative: str) -> np.ndarray:
+    with store.open(relative) as handle:
+        return np.lib.format.read_array(handle)
+
+
+def _source_entry(shard: str, manifests: ShardOutputs) -> dict:
+    """The manifest's `source_shards` entry (`SourceShard`) of one shard."""
+    safety = manifests.safe
+    return {"shard": shard, "data_version": safety.data_version, "run_id": safety.run_id,
+            "stages": {s: {"run_id": m.run_id, "data_version": m.data_version}
+                       for s, m in manifests.by_stage().items()},
+            "counts": manifests.funnel(), "model": safety.model,
+            "policy": safety.policy, "lists_version": safety.lists_version,
+            "ledger_version": safety.ledger_version}
+
+
+def _add_shard(store: DatasetStore, manifests: ShardOutputs, publisher: _Publisher,
+               ctx: PublishContext, config: ReleaseConfig, seen_pairs: set[int],
+               seen_images: set[str], withheld: Counter, withheld_rows: dict) -> None:
+    safety = manifests.safe
+    pairs = store.read_parquet(safety.pairs_file)
+    embeddings = read_embeddings(lambda n: store.open(safety.path(n)))
+    blocked = _blocked(pairs, ctx)
     keep = []
     ids, sha = pairs.column("pair_id").to_pylist(), pairs.column("sha256").to_pylist()
     for i, (pid, digest) in enumerate(zip(ids, sha, strict=True)):
@@ -357,12 +550,12 @@ def _release_rows(rows: pa.Table) -> pa.Table:
         "hash": rows.column("pair_id")}, schema=RELEASE_SCHEMA)
 
 
-def _provenance_rows(rows: pa.Table, manifests: dict[str, dict]) -> pa.Table:
+def _provenance_rows(rows: pa.Table, manifests: ShardOutputs) -> pa.Table:
     n = rows.num_rows
-    model = json.dumps(manifests["clip_scored_pairs"].get("model"), sort_keys=True)
-    runs = {name: manifests[stage].get("run_id") for name, stage in (
-        ("extracted_run_id", "extracted_pairs"), ("downloaded_run_id", "downloaded_images"),
-        ("scored_run_id", "clip_scored_pairs"), ("safety_run_id", "safety_filtered_pairs"))}
+    model = json.dumps(manifests.scored.model, sort_keys=True)
+    runs = {"extracted_run_id": manifests.pairs.run_id,
+            "downloaded_run_id": manifests.images.run_id,
+            "scored_run_id": manifests.scored.run_id, "safety_run_id": manifests.safe.run_id}
     columns = {"hash": rows.column("pair_id")}
     for name in PROVENANCE_SCHEMA.names[1:]:
         if name in rows.column_names:
@@ -419,8 +612,8 @@ def _safety_exclusions(store: DatasetStore, sources: list[dict], wanted: set[int
     if not wanted:
         return found
     for source in sources:
-        manifest = store.current("safety_filtered_pairs", source["shard"])
-        table = store.read_parquet(manifest["files"]["exclusions.parquet"])
+        manifest = require_current(store, SafetyFilteredPairsManifest, source["shard"])
+        table = store.read_parquet(manifest.exclusions_file)
         for pid, rule, detail in zip(table.column("pair_id").to_pylist(),
                                      table.column("rule").to_pylist(),
                                      table.column("detail").to_pylist(), strict=True):
@@ -464,9 +657,10 @@ def _manifest(config: ReleaseConfig, version: int, parent: int | None, folder: s
 
 def _commit(store: DatasetStore, folder: str, manifest: dict) -> dict:
     path = posixpath.join(folder, MANIFEST)
-    if store.exists(path):
-        raise ReleaseError(f"{store.uri(path)} exists: versions are never overwritten")
-    store.write_json_atomic(path, manifest)
+    try:
+        store.create_json(path, manifest)  # exclusive: a committed version is never replaced
+    except FileExistsError as exc:
+        raise ReleaseError(f"{store.uri(path)} exists: versions are never overwritten") from exc
     return manifest
 
 
@@ -477,25 +671,30 @@ def latest_manifest(store: DatasetStore, name: str) -> dict:
     return read_manifest(store, name, versions[-1])
 
 
-def released_rows(store: DatasetStore, manifest: dict) -> pa.Table:
+def latest_release(store: DatasetStore, name: str) -> ReleaseManifest:
+    """The latest committed version of release `name`, typed."""
+    return ReleaseManifest.from_json(latest_manifest(store, name))
+
+
+def released_rows(store: DatasetStore, manifest: ReleaseManifest | dict) -> pa.Table:
     """Every row of a version as (pair_id, url, sha256, md5, sha1, pdq, pdq_quality)."""
-    hashes = ("sha256", "md5", "sha1", "pdq", "pdq_quality")
-    tables = [t for _, t in read_parts(store, manifest["folder"], manifest["parts"], hashes)]
-    return pa.concat_tables(tables).rename_columns(["pair_id", "url", *hashes])
+    manifest = ReleaseManifest.of(manifest)
+    tables = [t for _, t in read_parts(store, manifest.folder, manifest.parts, HASH_COLUMNS)]
+    return pa.concat_tables(tables).rename_columns(["pair_id", "url", *HASH_COLUMNS])
 
 
-def releases_behind_ledger(store: DatasetStore, version: str) -> list[dict]:
+def releases_behind_ledger(store: DatasetStore, version: str) -> list[ReleaseManifest]:
     """The latest manifest of every release not yet checked against ledger `version`."""
-    latest = (latest_manifest(store, name) for name in list_releases(store))
-    return [m for m in latest if m["ledger_version"] != version]
+    latest = (latest_release(store, name) for name in list_releases(store))
+    return [m for m in latest if m.ledger_version != version]
 
 
-def new_entries_note(entries: list[Takedown], manifest: dict) -> str:
+def new_entries_note(entries: list[Takedown], manifest: ReleaseManifest) -> str:
     """A changelog line: the ledger entries added since `manifest`'s version, by kind."""
-    seen = int(manifest["ledger_version"].split(":")[0])
+    seen = int(manifest.ledger_version.split(":")[0])
     new = entries[seen:] if seen <= len(entries) else entries
     if not new:
-        return f"takedown ledger changed since v{manifest['version']}"
+        return f"takedown ledger changed since v{manifest.version}"
     kinds = Counter(e.kind for e in new)
-    return (f"takedowns since v{manifest['version']}: {len(new)} new ledger entries ("
+    return (f"takedowns since v{manifest.version}: {len(new)} new ledger entries ("
             + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")")

@@ -1,5 +1,7 @@
 """An independent re-check of written pairs against the mandatory lists (hash lists, URL
-lists, the takedown ledger): used by the safety stage's asset check and at publish time."""
+lists, opt-out domains and URLs, the takedown ledger): used by the safety stage's asset
+check, the release's, and at publish time (before the files are written and again before
+the commit)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from laion_assets.pipeline.safety.rules import (
     ModelScores,
     RuleContext,
     hash_list_rule,
+    opt_out_rule,
     takedown_rule,
     url_list_rule,
 )
@@ -42,5 +45,6 @@ def listed_pairs(pairs: pa.Table, lists: SafetyLists, ledger: list[Takedown],
         pdq=col("pdq"), pdq_quality=quality, similarity=none)
     scores = ModelScores(none, [""] * n, np.zeros(n, bool), [None] * n, none, [""] * n)
     context = RuleContext(candidates, policy, lists, ledger, scores)
-    hits = [h for rule in (hash_list_rule, url_list_rule, takedown_rule) for h in rule(context)]
+    rules = (hash_list_rule, url_list_rule, opt_out_rule, takedown_rule)
+    hits = [h for rule in rules for h in rule(context)]
     return [h for h in hits if h.index]

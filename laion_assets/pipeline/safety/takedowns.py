@@ -9,10 +9,14 @@ An entry:
      "value": "<normalised value>", "reason": "<free text>", "added_at": "<ISO 8601 UTC>",
      "requested_by": "<who asked, optional>"}
 
-URLs are normalised as extraction normalises them, domains are lower-cased IDNA hosts (a
-domain covers its subdomains), hashes are lower-case hex (PDQ: 64 digits, matched within
-a Hamming distance). The safety stage excludes ledger matches, and the release sensor cuts a
-new version when entries appear.
+Entries may also be placed by hand, in any subfolder of the ledger: `.jsonl` (one entry a
+line) or `.json` (one entry, or a list of entries), extensions in any case. Any other file
+there fails every reader with a LedgerError naming it, rather than being skipped.
+
+URLs are normalised as extraction normalises them (WHATWG rules), domains are lower-cased
+IDNA hosts (a domain covers its subdomains), hashes are lower-case hex (PDQ: 64 digits,
+matched within a Hamming distance). The safety stage excludes ledger matches, and the release
+sensor cuts a new version when entries appear.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from laion_assets.pipeline.core.store import DatasetStore
 from laion_assets.pipeline.formats.urls import UrlRejected, domain_of, normalize
 
 LEDGER = "takedowns/ledger"
+INCOMING = "takedowns/incoming"  # local appends are written here, then moved into the ledger
+SUFFIXES = (".jsonl", ".json")
 KINDS = ("url", "domain", "sha256", "md5", "sha1", "pdq")
 HEX_DIGITS = {"sha256": 64, "md5": 32, "sha1": 40, "pdq": 64}
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
@@ -94,36 +100,70 @@ def append(store: DatasetStore, entries: Iterable[Takedown]) -> str:
     if not entries:
         raise LedgerError("nothing to append")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    name = posixpath.join(LEDGER, f"{stamp}-{uuid.uuid4().hex[:8]}.jsonl")
+    base = f"{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
+    name = posixpath.join(LEDGER, base)
     data = "".join(json.dumps(asdict(e), sort_keys=True) + "\n" for e in entries).encode()
-    if store.is_local:
-        with store.open(name + ".tmp", "wb") as handle:
+    if store.is_local:  # written beside the ledger, so readers never see a partial file
+        temp = posixpath.join(INCOMING, base + ".tmp")
+        with store.open(temp, "wb") as handle:
             handle.write(data)
-        store.fs.mv(store.path(name + ".tmp"), store.path(name))
+        store.fs.makedirs(store.path(LEDGER), exist_ok=True)
+        store.fs.mv(store.path(temp), store.path(name))
     else:
         store.fs.pipe_file(store.path(name), data)
     return name
 
 
 def ledger_files(store: DatasetStore) -> list[str]:
-    """Store-relative paths of the ledger's objects, oldest first."""
-    return [posixpath.join(LEDGER, n) for n in store.listdir(LEDGER, ".jsonl")]
+    """Store-relative paths of the ledger's objects (subfolders too), oldest first.
+
+    Raises LedgerError for a file that is not `.jsonl` or `.json`: it is never skipped.
+    """
+    path = store.path(LEDGER)
+    store.fs.invalidate_cache(path)
+    if not store.fs.exists(path):
+        return []
+    prefix = store.path("").rstrip("/") + "/"
+    names = [p.removeprefix(prefix) for p in store.fs.find(path) if not p.endswith("/")]
+    for name in names:
+        if not name.lower().endswith(SUFFIXES):
+            raise LedgerError(f"{store.uri(name)}: not a ledger file; the ledger holds .jsonl "
+                              "(one entry a line) and .json (an entry or a list) files only")
+    return sorted(names, key=lambda n: (posixpath.basename(n), n))
 
 
 def read_ledger(store: DatasetStore) -> list[Takedown]:
-    """Every entry, oldest first; a malformed line raises LedgerError naming file and line."""
+    """Every entry, oldest first; a malformed entry raises LedgerError naming file and line."""
     entries = []
     for name in ledger_files(store):
+        where = store.uri(name)
         with store.open(name) as handle:
-            for number, line in enumerate(handle.read().decode("utf-8").splitlines(), 1):
-                if line.strip():
-                    entries.append(_parse(line, f"{store.uri(name)}:{number}"))
+            try:
+                text = handle.read().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise LedgerError(f"{where}: not UTF-8 text ({exc})") from exc
+        if name.lower().endswith(".json"):
+            entries += [_parse(raw, f"{where}: entry {i}") for i, raw in enumerate(
+                _json_entries(text, where), 1)]
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                entries.append(_parse(line, f"{where}:{number}"))
     return entries
 
 
-def _parse(line: str, where: str) -> Takedown:
+def _json_entries(text: str, where: str) -> list:
+    """The entries of a `.json` ledger file: one object, or a list of them."""
     try:
-        raw = json.loads(line)
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LedgerError(f"{where}: not valid JSON ({exc})") from exc
+    return value if isinstance(value, list) else [value]
+
+
+def _parse(line: str | dict, where: str) -> Takedown:
+    try:
+        raw = json.loads(line) if isinstance(line, str) else line
         entry = Takedown(**{k: raw[k] for k in ("id", "kind", "value", "reason", "added_at")},
                          requested_by=raw.get("requested_by", ""))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:

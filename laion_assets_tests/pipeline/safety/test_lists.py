@@ -1,10 +1,22 @@
 """Hash, URL and opt-out lists read from the dataset store."""
 
+import gzip
+
+import pyarrow as pa
 import pytest
 
 from laion_assets.pipeline.core.store import DatasetStore
+from laion_assets.pipeline.formats.urls import normalize
 from laion_assets.pipeline.safety.hashlists import HashListError
-from laion_assets.pipeline.safety.lists import load_lists, matching_domain, read_values
+from laion_assets.pipeline.safety.lists import (
+    lists_version,
+    load_lists,
+    matching_domain,
+    read_values,
+)
+from laion_assets.pipeline.safety.policy import SafetyPolicy
+from laion_assets.pipeline.safety.takedowns import normalize_value
+from laion_assets.pipeline.safety.verify import listed_pairs
 
 MD5_A, MD5_B = "0123456789abcdef" * 2, "fedcba9876543210" * 2
 SHA1 = "ab" * 20
@@ -26,7 +38,6 @@ def _populate(store: DatasetStore) -> None:
     _put(store, "safety/hash_lists/md5/partner.txt",
          f"# partner list\n{MD5_A.upper()}\n\n  {MD5_B}  \n{MD5_A},dup\n")
     _put(store, "safety/hash_lists/md5/internal.txt", f"{MD5_B}\tlabel\n")
-    _put(store, "safety/hash_lists/md5/notes.md", "not a list: ignored\n")
     _put(store, "safety/hash_lists/sha1/a.txt", f"{SHA1}\n")
     _put(store, "safety/hash_lists/sha256/a.txt", f"{SHA256}  image.jpg\n{SHA256.upper()}\n")
     _put(store, "safety/hash_lists/pdq/a.txt", f"{PDQ}\n{'0f' * 32}\n")
@@ -128,3 +139,111 @@ def test_matching_domain(host, expected):
     domains = frozenset({"example.com", "optout.example.net", "com.au"})
     assert matching_domain(host, domains) == expected
     assert matching_domain(host, frozenset()) is None
+
+
+# -- every file is applied or fails loudly -------------------------------------------------
+
+MD5_C, MD5_D, MD5_E = "11" * 16, "22" * 16, "33" * 16
+
+
+def _put_bytes(store: DatasetStore, name: str, data: bytes) -> None:
+    with store.open(name, "wb") as handle:
+        handle.write(data)
+
+
+@pytest.mark.parametrize(("name", "data", "expected"), [
+    ("safety/hash_lists/md5/partner.csv", f"{MD5_C},label\n{MD5_D},x\n", {MD5_C, MD5_D}),
+    ("safety/hash_lists/md5/PARTNER.TXT", f"{MD5_C}\n", {MD5_C}),
+    ("safety/hash_lists/md5/partner", f"{MD5_C}\n{MD5_D}\n", {MD5_C, MD5_D}),
+    ("safety/hash_lists/md5/2024/q1/partner.txt", f"{MD5_C}\n", {MD5_C}),
+    ("safety/hash_lists/md5/named.csv", f"id,label,MD5\n1,a,{MD5_C}\n\n2,b,{MD5_D.upper()}\n",
+     {MD5_C, MD5_D}),
+    ("safety/hash_lists/md5/first.Csv", f"md5,label\n{MD5_C},a\n", {MD5_C}),
+    ("safety/hash_lists/md5/quoted.csv", f'"label","hash"\n"a, b","{MD5_E}"\n', {MD5_E}),
+    ("safety/hash_lists/md5/tabs.tsv", f"label\tvalue\na\t{MD5_C}\n", {MD5_C}),
+    ("safety/hash_lists/md5/bom.txt", f"\ufeff{MD5_C}\r\n", {MD5_C}),
+])
+def test_odd_hash_list_files_are_applied(store, name, data, expected):
+    _put(store, name, data)
+    lists = load_lists(store)
+    assert [n for n, _ in lists.exact["md5"]] == [name]
+    matcher = lists.exact["md5"][0][1]
+    assert len(matcher) == len(expected) and all(h in matcher for h in expected)
+
+
+def test_a_gzipped_list_is_applied(store):
+    _put_bytes(store, "safety/hash_lists/sha1/partner.txt.GZ", gzip.compress(f"{SHA1}\n".encode()))
+    _put_bytes(store, "safety/opt_outs/domain/sites.csv.gz",
+               gzip.compress(b"domain,reason\nExample.NET,asked\n"))
+    lists = load_lists(store)
+    assert SHA1 in dict(lists.exact["sha1"])["safety/hash_lists/sha1/partner.txt.GZ"]
+    assert dict(lists.optout_domains) == {"safety/opt_outs/domain/sites.csv.gz": {"example.net"}}
+
+
+def test_url_and_domain_tables_read_their_named_column(store):
+    _put(store, "safety/hash_lists/url/takedowns.csv",
+         'reason,url\n"asked, twice","https://Img.Example.com:443/a,b.jpg"\n')
+    _put(store, "safety/opt_outs/domain/sub/sites.TSV", "# opt-outs\nexample.org\tform\n")
+    lists = load_lists(store)
+    assert dict(lists.urls) == {
+        "safety/hash_lists/url/takedowns.csv": {"https://img.example.com/a,b.jpg"}}
+    assert dict(lists.optout_domains) == {"safety/opt_outs/domain/sub/sites.TSV": {"example.org"}}
+
+
+@pytest.mark.parametrize(("name", "data", "message"), [
+    ("safety/hash_lists/md5/notes.md", b"not a list", "'.md' is not a list format"),
+    ("safety/hash_lists/md5/list.json", b"[]", "'.json' is not a list format"),
+    ("safety/hash_lists/md5/list.txt.bak", b"", "'.bak' is not a list format"),
+    ("safety/hash_lists/partner.txt", MD5_A.encode(), "not in a list folder"),
+    ("safety/hash_lists/md4/partner.txt", MD5_A.encode(), "not in a list folder"),
+    ("safety/hash_lists/MD5/partner.txt", MD5_A.encode(), "not in a list folder"),
+    ("safety/opt_outs/sites.txt", b"example.com", "not in a list folder"),
+    ("safety/hash_lists/md5/latin1.txt", b"\xe9t\xe9\n", "not UTF-8 text"),
+    ("safety/hash_lists/md5/broken.txt.gz", b"not gzip", "not gzip data"),
+    ("safety/hash_lists/md5/header.csv", b"id,label\n1,a\n", "a header naming no 'md5' column"),
+])
+def test_a_file_that_cannot_be_applied_fails_naming_it(store, name, data, message):
+    _populate(store)
+    _put_bytes(store, name, data)
+    with pytest.raises(HashListError, match=message) as info:
+        load_lists(store)
+    assert name in str(info.value)
+
+
+def test_a_row_without_the_named_column_names_its_line(store):
+    _put(store, "safety/hash_lists/md5/short.csv", f"id,md5\n1,{MD5_C}\n2\n")
+    with pytest.raises(HashListError, match="safety/hash_lists/md5/short.csv:3: "):
+        load_lists(store)
+
+
+def test_the_version_covers_odd_files(store):
+    _populate(store)
+    version = load_lists(store).version
+    assert lists_version(store) == version
+    _put(store, "safety/hash_lists/md5/sub/extra.CSV", f"{MD5_C}\n")
+    assert load_lists(store).version == lists_version(store) != version
+
+
+# -- URL lists match as URLs ---------------------------------------------------------------
+
+RELEASED = "https://img.example.com/photos/caf%C3%A9.jpg"
+
+
+@pytest.mark.parametrize("variant", [
+    RELEASED,
+    "HTTPS://IMG.EXAMPLE.COM/photos/caf%C3%A9.jpg",
+    "https://Img.Example.Com:443/photos/café.jpg",
+    "https://img.example.com/photos/./x/../café.jpg#top",
+    "https://img.example.com./photos/caf%C3%A9.jpg",
+])
+def test_url_lists_normalise_variants_of_a_released_url(store, variant):
+    _put(store, "safety/hash_lists/url/partner.txt", f"{variant}\n")
+    _put(store, "safety/opt_outs/url/requests.csv", f"url,who\n{variant},form\n")
+    lists = load_lists(store)
+    assert normalize(RELEASED) == RELEASED  # released URLs are normalised at extraction
+    assert dict(lists.urls)["safety/hash_lists/url/partner.txt"] == {RELEASED}
+    assert dict(lists.optout_urls)["safety/opt_outs/url/requests.csv"] == {RELEASED}
+    assert normalize_value("url", variant) == RELEASED  # takedown requests: the same rules
+    rows = pa.table({"pair_id": [7, 8], "url": [RELEASED, "https://img.example.com/other.jpg"]})
+    hits = {h.rule: h.index for h in listed_pairs(rows, lists, [], SafetyPolicy())}
+    assert hits["url_list"] == [0] and set(map(tuple, hits.values())) == {(0,)}

@@ -131,14 +131,31 @@ def test_nothing_to_append(store):
     assert ledger_files(store) == []
 
 
-def test_other_files_in_the_ledger_folder_are_ignored(store):
-    entry = new_takedown("md5", MD5, "r")
-    append(store, [entry])
-    with store.open(f"{LEDGER}/README.txt", "wb") as handle:
+@pytest.mark.parametrize("name", [
+    "README.txt", "99999999T000000000000-x.jsonl.tmp", "entries.csv", "sub/notes.md"])
+def test_other_files_in_the_ledger_fail_naming_them(store, name):
+    append(store, [new_takedown("md5", MD5, "r")])
+    with store.open(f"{LEDGER}/{name}", "wb") as handle:
         handle.write(b"not a ledger file")
-    with store.open(f"{LEDGER}/99999999T000000000000-x.jsonl.tmp", "wb") as handle:
-        handle.write(b"{half written")
-    assert read_ledger(store) == [entry]
+    with pytest.raises(LedgerError, match="not a ledger file") as info:
+        read_ledger(store)
+    assert store.uri(f"{LEDGER}/{name}") in str(info.value)
+
+
+def test_hand_placed_json_and_subfolders_are_read(store):
+    first = new_takedown("md5", MD5, "r")
+    append(store, [first])
+    one = json.loads(_line(id="td-000000000002"))
+    many = [json.loads(_line(id="td-000000000003")),
+            json.loads(_line(id="td-000000000004", kind="sha256", value=SHA256.lower()))]
+    _write(store, "99990101T000000000000-one.json", [json.dumps(one)])
+    _write(store, "2099/99990102T000000000000-many.JSON", [json.dumps(many)])
+    _write(store, "2099/99990103T000000000000-lines.JSONL", [_line(id="td-000000000005")])
+    ids = [e.id for e in read_ledger(store)]
+    assert ids == [first.id] + [f"td-00000000000{i}" for i in (2, 3, 4, 5)]
+    _write(store, "99990104T000000000000-bad.json", ['[{"id": "td-1"}]'])
+    with pytest.raises(LedgerError, match="bad.json: entry 1: not a takedown entry"):
+        read_ledger(store)
 
 
 def _write(store: DatasetStore, name: str, lines: list[str]) -> str:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
-try:  # brotli is optional: without it, br-encoded bodies are skipped with a reason
-    import brotli
-except ImportError:  # pragma: no cover - depends on the environment
-    brotli = None
+from laion_assets.pipeline.formats.codecs import CodingError, Notes, decode_content
 
 
 class HttpParseError(ValueError):
@@ -71,53 +67,60 @@ def parse_response_head(block: bytes) -> tuple[int, dict[str, str], int]:
     return int(parts[1]), headers, end + sep
 
 
-def parse_response(block: bytes, *, max_body_bytes: int) -> HttpResponse:
-    """Parse a response block and undo chunked transfer and gzip/deflate/br content coding."""
+def parse_response(
+    block: bytes, *, max_body_bytes: int, notes: Notes | None = None
+) -> HttpResponse:
+    """Parse a response block and undo chunked transfer and content coding (`decode_body`)."""
     status, headers, start = parse_response_head(block)
-    return HttpResponse(status, headers,
-                        decode_body(block[start:], headers, max_body_bytes=max_body_bytes))
+    body = decode_body(block[start:], headers, max_body_bytes=max_body_bytes, notes=notes)
+    return HttpResponse(status, headers, body)
 
 
-def decode_body(raw: bytes, headers: dict[str, str], *, max_body_bytes: int) -> bytes:
-    """A body as sent (after `parse_response_head`), with transfer and content coding undone."""
-    body = _dechunk(raw) if "chunked" in headers.get("transfer-encoding", "").lower() else raw
-    coding = headers.get("content-encoding", "").strip().lower()
-    if coding and coding != "identity":
-        body = _decode(body, coding, max_body_bytes)
-    return body
+def decode_body(
+    raw: bytes, headers: dict[str, str], *, max_body_bytes: int, notes: Notes | None = None
+) -> bytes:
+    """A body as sent (after `parse_response_head`), with transfer and content coding undone.
+
+    Leniencies (warcio's) are counted in `notes`: `chunked_framing_not_applied` when the
+    chunked framing breaks (the rest is kept as stored), and those of `codecs.decode_content`.
+    Raises `HttpParseError` with the codec's reason when the body cannot be decoded.
+    """
+    body = raw
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body, intact = dechunk(raw)
+        if not intact and notes is not None:
+            notes["chunked_framing_not_applied"] += 1
+    try:
+        return decode_content(body, headers.get("content-encoding", ""), max_body_bytes, notes)
+    except CodingError as exc:
+        raise HttpParseError(exc.reason, exc.detail) from exc
 
 
-def _dechunk(body: bytes) -> bytes:
-    """Undo chunked transfer coding; bodies that are not really chunked are kept as they are."""
+def dechunk(body: bytes) -> tuple[bytes, bool]:
+    """Undo chunked transfer coding as warcio does: (body, whether the framing held).
+
+    From the first chunk whose size line or terminator is wrong, the rest is kept as stored;
+    a body cut inside a chunk keeps what is there."""
     out, pos = [], 0
     while pos < len(body):
-        line_end = body.find(b"\r\n", pos)
-        if line_end < 0:
-            return body if not out else b"".join(out)
-        size_text = body[pos:line_end].split(b";", 1)[0].strip()
+        line_end = body.find(b"\r\n", pos, pos + 64)
         try:
-            size = int(size_text, 16)
+            size = int(body[pos:line_end].split(b";", 1)[0], 16) if line_end >= 0 else -1
         except ValueError:
-            return body if not out else b"".join(out)
-        if size == 0:
+            size = -1
+        if size < 0:
             break
-        out.append(body[line_end + 2 : line_end + 2 + size])
-        pos = line_end + 2 + size + 2
-    return b"".join(out)
-
-
-def _decode(body: bytes, coding: str, limit: int) -> bytes:
-    try:
-        if coding in ("gzip", "x-gzip", "deflate"):
-            wbits = 47 if coding != "deflate" else 15
-            inflater = zlib.decompressobj(wbits)
-            out = inflater.decompress(body, limit + 1)
-        elif coding == "br" and brotli is not None:
-            out = brotli.decompress(body)
-        else:
-            raise HttpParseError("unsupported_content_encoding", coding)
-    except (zlib.error, getattr(brotli, "error", zlib.error)) as exc:
-        raise HttpParseError("bad_content_encoding", f"{coding}: {exc}") from exc
-    if len(out) > limit:
-        raise HttpParseError("page_too_large", f"over {limit} bytes after {coding} decoding")
-    return out
+        data_end = line_end + 2 + size
+        if size == 0:
+            return b"".join(out), True
+        if data_end >= len(body):  # cut off inside the chunk
+            out.append(body[line_end + 2 :])
+            return b"".join(out), True
+        if body[data_end : data_end + 2] != b"\r\n":
+            break
+        out.append(body[line_end + 2 : data_end])
+        pos = data_end + 2
+    else:
+        return b"".join(out), True
+    out.append(body[pos:])
+    return b"".join(out), False

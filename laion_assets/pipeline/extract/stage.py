@@ -125,7 +125,8 @@ class PairExtractor:
             return None
         try:
             body = decode_body(record.block[start:], headers,
-                               max_body_bytes=self.config.max_page_bytes)
+                               max_body_bytes=self.config.max_page_bytes,
+                               notes=self.stats.counts)  # warcio's leniencies, counted
         except HttpParseError as exc:
             self._skip(warc_file, record.offset, exc.reason, exc.detail)
             return None

@@ -589,11 +589,14 @@ def test_encoded_bodies_are_decoded(encode, headers):
     assert result.stats.counts["html_pages"] == 1
 
 
-def test_broken_content_encoding_is_a_skip():
-    block = page(b"\x1f\x8b\x08\x00 this is not gzip", headers=(("Content-Encoding", "gzip"),))
+def test_content_encoding_not_applied_uses_the_stored_body():
+    """A crawler that saved the decoded body but kept `Content-Encoding: gzip` (warcio too)."""
+    body = html_doc(f'<img src="/a.jpg" alt="{GOOD_ALT}">')
+    block = page(body, headers=(("Content-Encoding", "gzip"),))
     result, rows = extract_bytes({"bad.warc": warc_record(block)})
-    assert rows == []
-    assert dict(result.stats.skipped_records) == {"bad_content_encoding": 1}
+    assert [r["text"] for r in rows] == [GOOD_ALT]
+    assert dict(result.stats.skipped_records) == {}
+    assert result.stats.counts["content_encoding_not_applied"] == 1
 
 
 @pytest.mark.parametrize("status", ["404 Not Found", "301 Moved Permanently", "500 Oops"])

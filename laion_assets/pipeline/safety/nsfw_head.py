@@ -1,11 +1,16 @@
-"""LAION's NSFW detector: an MLP on CLIP image embeddings that gives `punsafe` in 0..1.
+"""LAION's NSFW detector layouts for weights files given by path: an MLP on CLIP image
+embeddings that gives `punsafe` in 0..1.
 
-Two layouts, chosen by the embedding size of the configured CLIP model:
+LAION's own detectors for ViT-B/32 and ViT-L/14 ship converted in
+`laion_assets.pipeline.scoring.heads` and are used by default; this module loads a torch
+state dict named in the policy instead. Layouts, chosen by the embedding size:
 - 1024 (ViT-H/14): LAION's `H14_NSFW_Detector`, Linear 1024-2048-1024-256-128-16-1 with ReLU
   and dropout; its output is a regression onto 0/1 labels, clamped to 0..1 here;
-- any other size (768 for ViT-L/14, 512 for ViT-B/32): the layout of LAION's autokeras
-  detector, ported to torch: a normalisation (mean, variance), Dense 64-512-256 with ReLU and
-  a sigmoid output.
+- 512 (ViT-B/32): the autokeras detector's layers (from its Keras metadata): normalisation,
+  Dense 32-32 with ReLU, dropout, a sigmoid output;
+- any other size (768 for ViT-L/14): the autokeras detector's Dense 64-512-256 with ReLU.
+The autokeras detectors also look a few columns up in a vocabulary first (see the shipped
+heads); a state dict in this layout has no vocabulary and scores those columns as numbers.
 The weights are a torch state dict with this module's parameter names.
 """
 
@@ -32,22 +37,29 @@ class Normalization(nn.Module):
         return (x - self.mean) / torch.clamp(self.variance.sqrt(), min=KERAS_EPSILON)
 
 
+# hidden Dense widths of LAION's autokeras detectors, by embedding size (keras_metadata.pb)
+AUTOKERAS_WIDTHS = {512: (32, 32), 768: (64, 512, 256)}
+
+
 class AutokerasNsfwHead(nn.Module):
-    """LAION's autokeras NSFW detector layout (ViT-L/14: 768 inputs)."""
+    """LAION's autokeras NSFW detector layout: normalisation, Dense+ReLU layers
+    (`linear_1`...), a Dense 1 output (the last `linear_k`) and a sigmoid."""
 
     layout = "laion-autokeras"
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.norm = Normalization(dim)
-        self.linear_1, self.linear_2 = nn.Linear(dim, 64), nn.Linear(64, 512)
-        self.linear_3, self.linear_4 = nn.Linear(512, 256), nn.Linear(256, 1)
+        widths = (dim, *AUTOKERAS_WIDTHS.get(dim, AUTOKERAS_WIDTHS[768]), 1)
+        self.depth = len(widths) - 1
+        for k, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True), 1):
+            setattr(self, f"linear_{k}", nn.Linear(a, b))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.linear_1(self.norm(x)))
-        x = torch.relu(self.linear_2(x))
-        x = torch.relu(self.linear_3(x))
-        return torch.sigmoid(self.linear_4(x)).squeeze(-1)
+        x = self.norm(x)
+        for k in range(1, self.depth):
+            x = torch.relu(getattr(self, f"linear_{k}")(x))
+        return torch.sigmoid(getattr(self, f"linear_{self.depth}")(x)).squeeze(-1)
 
 
 class H14NsfwHead(nn.Module):

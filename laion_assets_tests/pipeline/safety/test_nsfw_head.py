@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from laion_assets.pipeline.safety.nsfw_head import H14NsfwHead, NsfwHead, nsfw_head
+from laion_assets.pipeline.safety.nsfw_head import (
+    AUTOKERAS_WIDTHS,
+    H14NsfwHead,
+    NsfwHead,
+    nsfw_head,
+)
 from laion_assets.pipeline.safety.weights import load_model_file
+from laion_assets.pipeline.scoring.heads import matching_head
 
 
 def _embeddings(n: int, dim: int, seed: int = 1) -> np.ndarray:
@@ -65,9 +71,10 @@ def _reference(x: np.ndarray, state: dict, dim: int) -> tuple[np.ndarray, np.nda
         std = torch.sqrt(state["norm.variance"])
         epsilon = torch.tensor(1e-7, dtype=torch.float64)
         x = (x - state["norm.mean"]) / torch.where(std > 1e-7, std, epsilon)
-        for name in ("linear_1", "linear_2", "linear_3"):
-            x = torch.relu(_dense(x, state, name))
-        raw = _dense(x, state, "linear_4")[:, 0]
+        depth = len(AUTOKERAS_WIDTHS[dim]) + 1  # hidden Dense layers, then the output
+        for k in range(1, depth):
+            x = torch.relu(_dense(x, state, f"linear_{k}"))
+        raw = _dense(x, state, f"linear_{depth}")[:, 0]
         return torch.sigmoid(raw).numpy(), raw.numpy()
 
 
@@ -133,3 +140,15 @@ def test_a_state_dict_nested_under_state_dict_loads(tmp_path):
     head = NsfwHead(load_model_file(path), 768)
     x = _embeddings(16, 768, seed=4)
     np.testing.assert_allclose(head.punsafe(x), _reference(x, state, 768)[0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("dim", "model"), [(512, "ViT-B-32"), (768, "ViT-L-14")])
+def test_the_autokeras_layout_is_the_one_in_laions_detector(dim, model):
+    """ViT-B/32's detector is Dense 32-32 (not the ViT-L/14 layout): the state dict layout
+    here has the same Dense shapes, in order, as the head converted from LAION's file."""
+    shipped = matching_head("nsfw", model, dim)
+    linear = [(op["out"], op["in"]) for op in shipped.layers if op["op"] == "linear"]
+    ours = [tuple(v.shape) for k, v in nsfw_head(dim).state_dict().items()
+            if k.startswith("linear_") and k.endswith(".weight")]
+    assert ours == linear
+    assert [op["op"] for op in shipped.layers][-1] == "sigmoid"

@@ -1,5 +1,9 @@
 """`release`: versions, atomic commits, checksums, and takedowns that make the next version."""
 
+import gzip
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -14,7 +18,7 @@ from dagster import (
 )
 
 from laion_assets.defs.assets.release import files_match_manifest, release
-from laion_assets.defs.headless import cut_release
+from laion_assets.defs.headless import cut_release, materialize_drop
 from laion_assets.defs.sensors import takedown_sensor
 from laion_assets.pipeline.formats.urls import domain_of
 from laion_assets.pipeline.release import publish as release_lib
@@ -139,12 +143,52 @@ def test_an_interrupted_release_leaves_no_visible_version(chain, instance, monke
     assert not ok
     assert list_versions(store, NAME) == before
     next_folder = release_lib.version_folder(NAME, before[-1] + 1)
-    assert store.exists(f"{next_folder}/data/part-00000.parquet")  # written, never committed
-    assert not store.exists(f"{next_folder}/manifest.json")
+    assert not store.exists(next_folder)  # the failed publish removed its own folder
     monkeypatch.undo()
     ok, _ = cut_release(defs, instance, {"name": NAME})
     assert ok and list_versions(store, NAME) == [*before, before[-1] + 1]
     assert verify_files(store, read_manifest(store, NAME, before[-1] + 1)) == []
+
+
+def test_a_takedown_version_keeps_its_parents_shards_not_a_newer_crawls(
+        chain, instance, sample_drop_template):
+    """A crawl materialized after the parent version enters no takedown version (the parent
+    minus the removals); it enters the next explicit release run."""
+    defs, store = chain
+    parent = read_manifest(store, NAME, list_versions(store, NAME)[-1])
+    _, parent_rows = _rows(store, parent["version"])
+    drop = Path(store.root).parent / "drops" / "CC-MAIN-LATER"
+    shutil.copytree(sample_drop_template, drop)
+    listing = gzip.decompress((drop / "warc.paths.gz").read_bytes()).decode().splitlines()
+    (drop / "warc.paths.gz").write_bytes(gzip.compress(listing[2].encode() + b"\n"))
+    runs = materialize_drop(str(drop), defs, instance, log=lambda _: None)
+    assert [(r.shard, r.success) for r in runs] == [("CC-MAIN-LATER/00000", True)]
+    later = store.read_parquet(
+        store.require_current("safety_filtered_pairs", "CC-MAIN-LATER/00000")["files"][
+            "pairs.parquet"], columns=["pair_id"]).column("pair_id").to_pylist()
+    assert set(later) - {r["hash"] for r in parent_rows}  # rows the parent does not hold
+
+    victim = parent_rows[0]
+    append(store, [new_takedown("url", victim["URL"], "court order")])
+    result = takedown_sensor(build_sensor_context(instance=instance, resources=defs.resources))
+    config = result.run_requests[0].run_config["ops"]["release"]["config"]
+    assert config["parent_version"] == parent["version"]
+    assert cut_release(defs, instance, config)[0]
+    manifest, rows = _rows(store, parent["version"] + 1)
+    gone = {r["hash"] for r in parent_rows if r["URL"] == victim["URL"]}
+    assert {r["hash"] for r in rows} == {r["hash"] for r in parent_rows} - gone
+    assert manifest["parent"] == parent["version"] and manifest["rows"] == len(rows)
+    assert manifest["source_shards"] == parent["source_shards"]
+    assert manifest["coverage"] == parent["coverage"]
+    provenance = store.read_parquet(f"{manifest['folder']}/provenance/part-00000.parquet")
+    assert set(provenance.column("shard").to_pylist()) <= {
+        s["shard"] for s in parent["source_shards"]}
+    assert manifest["removed_by_reason"] == {"takedown": len(gone)}
+    assert verify_files(store, manifest) == []
+
+    assert cut_release(defs, instance, {"name": NAME, "notes": "adds the later crawl"})[0]
+    explicit = read_manifest(store, NAME, parent["version"] + 2)
+    assert "CC-MAIN-LATER/00000" in {s["shard"] for s in explicit["source_shards"]}
 
 
 def test_a_corrupted_part_fails_the_checksum_check(chain, instance):

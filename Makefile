@@ -5,14 +5,12 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 export DAGSTER_HOME := $(CURDIR)/var/dagster
 export LAION_ASSETS_VAR := $(CURDIR)/var
-# Offline by default here: images come from the drop's own WARC captures, and CLIP runs with
-# seeded random weights (no download). Production names real weights: see infra/production.env.
-export LAION_ASSETS_FETCH_SOURCES ?= replay
-export LAION_ASSETS_CLIP_PRETRAINED ?= none
-export LAION_ASSETS_CLIP_BATCH_SIZE ?= 32
-# Untrained CLIP gives cosines near 0, so LAION's 0.28 threshold would drop every pair: the
-# offline demo keeps the top 30 % by similarity instead (DataComp's rule).
-export LAION_ASSETS_SIMILARITY ?= top_fraction
+# Offline by default here (the profile is defined once, in laion_assets/settings.py): images
+# come from the drop's own WARC captures, CLIP runs with seeded random weights (no download)
+# and keeps the top 30 % by similarity. Production: see infra/production.env.
+export LAION_ASSETS_PROFILE ?= offline
+# The UI's port (`make ui PORT=3001`).
+PORT ?= 3000
 
 .PHONY: setup system-packages demo test lint ui bench clean
 
@@ -33,13 +31,18 @@ demo: setup
 system-packages:
 	scripts/system-packages.sh
 
+# `dg check defs` loads the Definitions as Dagster does (the [tool.dg] project in
+# pyproject.toml) before the tests run.
 test: setup system-packages
 	$(VENV)/bin/ruff check .
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg check defs
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
-# Started from inside DAGSTER_HOME, so dagster does not warn about the repo's dagster.yaml.
+# `dg dev` (webserver and daemon), started from inside DAGSTER_HOME with the workspace file, so
+# dagster does not warn about the repo's dagster.yaml. It ignores SIGTERM sent to the parent
+# alone: start it with `setsid make ui` and stop its process group.
 ui: setup
-	cd $(DAGSTER_HOME) && $(CURDIR)/$(VENV)/bin/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(VENV)/bin/dg dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p $(PORT)
 
 bench: setup
 	$(VENV)/bin/python benchmarks/bench_extract.py

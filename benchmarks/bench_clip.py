@@ -137,7 +137,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    spec = ClipModelSpec(model=args.model, device=args.device, precision=args.precision,
+    spec = ClipModelSpec(model=args.model, pretrained=None, device=args.device,
+                         precision=args.precision,
                          batch_size=args.batch_size, num_workers=args.num_workers)
     scorer = load_clip(spec)
     on_cuda = scorer.device.type == "cuda"
@@ -168,7 +169,8 @@ def main() -> None:
           f"baseline {', '.join(f'{t:.2f}' for t in base)} s")
     if on_cuda:
         fp16 = scorer if scorer.identity.precision == "fp16" else load_clip(
-            ClipModelSpec(model=args.model, device=str(scorer.device), precision="fp16"))
+            ClipModelSpec(model=args.model, pretrained=None, device=str(scorer.device),
+                          precision="fp16"))
         for batch in (args.batch_size, 256):
             rate = time_image_only(fp16, batch, batches=max(4, 8192 // batch))
             print(f"{args.model} fp16 encode_image, batch {batch}: {rate:,.0f} images/s "

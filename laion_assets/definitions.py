@@ -49,28 +49,24 @@ def build_definitions(settings: Settings,
         jobs=[shard_pipeline_job, shard_cpu_stages_job, shard_gpu_stage_job, release_job],
         sensors=[crawl_drop_sensor, takedown_sensor, automation_sensor, dead_run_sensor],
         executor=executor_from_environment(),  # in-process; k8s_job_executor when EXECUTOR=k8s
-        resources={
-            "dataset_store": DatasetStoreResource(root=settings.store,
-                                                  s3_endpoint=settings.s3_endpoint),
-            "crawl_drops": CrawlDropsResource(
-                location=settings.drops, shard_size=settings.shard_size,
-                listing_base=settings.listing_base, s3_endpoint=settings.s3_endpoint,
-            ),
-            "image_fetcher": ImageFetcherResource(
-                sources=list(settings.fetch_sources),
-                allowed_networks=list(settings.allowed_networks),
-            ),
-            "clip_model": ClipModelResource(
-                model=settings.clip_model, pretrained=settings.clip_pretrained,
-                device=settings.clip_device, batch_size=settings.clip_batch_size,
-            ),
-            "safety_policy": safety_policy or SafetyPolicyResource(
-                similarity_mode=settings.similarity_mode, nsfw_head=settings.nsfw_head,
-                watermark_model=settings.watermark_model,
-                personal_data=settings.personal_data,
-            ),
-        },
+        resources=_resources(settings, safety_policy),
     )
+
+
+def _resources(settings: Settings, safety_policy: SafetyPolicyResource | None) -> dict:
+    """The resources: library defaults, with the overrides `settings` sets."""
+    overrides = settings.resource_overrides()
+    return {
+        "dataset_store": DatasetStoreResource(root=settings.store,
+                                              s3_endpoint=settings.s3_endpoint),
+        "crawl_drops": CrawlDropsResource(location=settings.drops,
+                                          s3_endpoint=settings.s3_endpoint,
+                                          **overrides.get("crawl_drops", {})),
+        "image_fetcher": ImageFetcherResource(**overrides.get("image_fetcher", {})),
+        "clip_model": ClipModelResource(**overrides.get("clip_model", {})),
+        "safety_policy": safety_policy or SafetyPolicyResource(
+            **overrides.get("safety_policy", {})),
+    }
 
 
 defs = build_definitions(from_environment())

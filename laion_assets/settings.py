@@ -1,79 +1,132 @@
-"""Deployment settings from the environment, with defaults under the working directory.
+"""Deployment settings, read from the environment (`LAION_ASSETS_*`) in this one place.
 
-| variable                    | default            | what                                      |
-|-----------------------------|--------------------|-------------------------------------------|
-| LAION_ASSETS_VAR            | ./var              | base folder for the defaults below        |
-| LAION_ASSETS_STORE          | $VAR/store         | dataset store root (folder or s3://...)   |
-| LAION_ASSETS_DROPS          | $VAR/drops         | where the sensor looks for crawl drops    |
-| LAION_ASSETS_SHARD_SIZE     | 1                  | WARC files per shard (~64 for Common Crawl) |
-| LAION_ASSETS_LISTING_BASE   | the drop's folder  | base for listing paths (s3://commoncrawl/) |
-| LAION_ASSETS_S3_ENDPOINT    | (AWS)              | endpoint of an S3-compatible server       |
-| LAION_ASSETS_FETCH_SOURCES  | replay,live        | image sources, in order                   |
-| LAION_ASSETS_ALLOWED_NETWORKS | (none)           | CIDRs the fetcher may reach (private ones) |
-| LAION_ASSETS_CLIP_MODEL     | ViT-B-32           | open_clip model name                      |
-| LAION_ASSETS_CLIP_PRETRAINED | laion2b_s34b_b79k | open_clip tag, file, s3:// URI, or `none` |
-| LAION_ASSETS_CLIP_DEVICE    | auto               | auto (CUDA if present), cuda, cpu         |
-| LAION_ASSETS_CLIP_BATCH_SIZE | 256               | pairs per batch                           |
-| LAION_ASSETS_SIMILARITY     | threshold          | threshold (per language), top_fraction, off |
-| LAION_ASSETS_NSFW_HEAD      | (zero-shot)        | LAION NSFW MLP weights (path or s3:// URI) |
-| LAION_ASSETS_WATERMARK_MODEL | (zero-shot)       | LAION watermark model weights             |
-| LAION_ASSETS_PERSONAL_DATA  | drop               | e-mails/phones in captions: drop, redact, off |
+A deployment decides where data lives (`VAR`, `STORE`, `DROPS`, `S3_ENDPOINT`) and may
+override a few library settings (shard size, image sources, CLIP model, safety switches). An
+override left unset keeps the library's default: the resources take their defaults from the
+library's config types, so no default is repeated here. `LAION_ASSETS_PROFILE` names a set of
+overrides at once; `offline` (the Makefile's, the demo's and the tests') is replay only, CLIP
+with seeded random weights, top-fraction similarity (untrained cosines sit near 0, so LAION's
+0.28 threshold would keep nothing) and batches of 32. A variable set explicitly wins over its
+profile. Every field's description below says what its variable does (`Settings.variables()`
+lists the names).
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PREFIX = "LAION_ASSETS_"
+OFFLINE = "offline"
+PROFILES: dict[str, dict[str, Any]] = {
+    "production": {},
+    OFFLINE: {"fetch_sources": ("replay",), "clip_pretrained": None, "clip_batch_size": 32,
+              "similarity_mode": "top_fraction"},
+}
+# setting -> (resource key, resource field): passed to the resource only when set
+RESOURCE_FIELDS: dict[str, tuple[str, str]] = {
+    "shard_size": ("crawl_drops", "shard_size"),
+    "listing_base": ("crawl_drops", "listing_base"),
+    "fetch_sources": ("image_fetcher", "sources"),
+    "allowed_networks": ("image_fetcher", "allowed_networks"),
+    "clip_model": ("clip_model", "model"),
+    "clip_pretrained": ("clip_model", "pretrained"),
+    "clip_device": ("clip_model", "device"),
+    "clip_batch_size": ("clip_model", "batch_size"),
+    "similarity_mode": ("safety_policy", "similarity_mode"),
+    "nsfw_head": ("safety_policy", "nsfw_head"),
+    "watermark_model": ("safety_policy", "watermark_model"),
+    "personal_data": ("safety_policy", "personal_data"),
+}
+NONE_IS_A_VALUE = {"clip_pretrained"}  # None: untrained CLIP (elsewhere None means unset)
+Words = Annotated[tuple[str, ...] | None, NoDecode]
 
 
-@dataclass(frozen=True)
-class Settings:
-    store: str
-    drops: str
-    shard_size: int
-    listing_base: str | None
-    s3_endpoint: str | None
-    fetch_sources: tuple[str, ...] = ("replay", "live")
-    allowed_networks: tuple[str, ...] = ()
-    clip_model: str = "ViT-B-32"
-    clip_pretrained: str | None = "laion2b_s34b_b79k"
-    clip_device: str = "auto"
-    clip_batch_size: int = 256
-    similarity_mode: str = "threshold"
-    nsfw_head: str | None = None
-    watermark_model: str | None = None
-    personal_data: str = "drop"
+class Settings(BaseSettings):
+    """The deployment's settings; unset overrides (None) keep the library's defaults."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, frozen=True,
+                                      populate_by_name=True)
+
+    profile: str = Field("production", description="production, or offline (see above)")
+    var: Path = Field(Path("var"), description="base folder of the store and drops defaults")
+    store: str = Field("", description="dataset store root, a folder or s3://bucket/prefix; "
+                       "default $VAR/store")
+    drops: str = Field("", description="where the sensor looks for crawl drops (folder or "
+                       "s3:// prefix); default $VAR/drops")
+    s3_endpoint: str | None = Field(None, description="S3-compatible endpoint; unset: AWS")
+    shard_size: int | None = Field(None, description="WARC files per shard (~64 for CC)")
+    listing_base: str | None = Field(None, description="base of listing paths; unset: the "
+                                     "drop's folder (s3://commoncrawl/ for Common Crawl)")
+    fetch_sources: Words = Field(None, description="image sources in order: replay,live")
+    allowed_networks: Words = Field(None, description="CIDRs the fetcher may reach although "
+                                    "private (comma-separated)")
+    clip_model: str | None = Field(None, description="open_clip model name")
+    clip_pretrained: str | None = Field(None, description="open_clip tag, file, s3:// URI, or "
+                                        "none (seeded random weights)")
+    clip_device: str | None = Field(None, description="auto (CUDA if present), cuda, cpu")
+    clip_batch_size: int | None = Field(None, description="pairs per CLIP batch")
+    similarity_mode: str | None = Field(
+        None, validation_alias=f"{PREFIX}SIMILARITY",
+        description="LAION_ASSETS_SIMILARITY: threshold (per language), top_fraction, off")
+    nsfw_head: str | None = Field(None, description="LAION NSFW MLP weights (path, s3://)")
+    watermark_model: str | None = Field(None, description="LAION watermark model weights")
+    personal_data: str | None = Field(None, description="e-mails/phones in captions: drop, "
+                                      "redact, off")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_and_paths(cls, data: Any) -> Any:
+        """Fill unset overrides from the profile, and the store and drops from `var`."""
+        data = dict(data)
+        profile = data.get("profile") or "production"
+        if profile not in PROFILES:
+            raise ValueError(f"{PREFIX}PROFILE={profile!r}: expected one of {sorted(PROFILES)}")
+        for name, value in PROFILES[profile].items():
+            if name not in data and not (name == "similarity_mode"
+                                         and f"{PREFIX}SIMILARITY" in data):
+                data[name] = value
+        var = Path(data.get("var") or "var").absolute()
+        data["store"] = data.get("store") or str(var / "store")
+        data["drops"] = data.get("drops") or str(var / "drops")
+        return data
+
+    @field_validator("fetch_sources", "allowed_networks", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(w.strip() for w in value.split(",") if w.strip())
+        return value
+
+    @field_validator("clip_pretrained", mode="before")
+    @classmethod
+    def _none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() == "none" else value
+
+    def resource_overrides(self) -> dict[str, dict[str, Any]]:
+        """Per resource key, the fields this deployment sets (the rest keep their defaults)."""
+        overrides: dict[str, dict[str, Any]] = {}
+        for name in sorted(self.model_fields_set & RESOURCE_FIELDS.keys()):
+            value = getattr(self, name)
+            if value is None and name not in NONE_IS_A_VALUE:
+                continue
+            resource, field = RESOURCE_FIELDS[name]
+            overrides.setdefault(resource, {})[field] = (
+                list(value) if isinstance(value, tuple) else value)
+        return overrides
+
+    @classmethod
+    def variables(cls) -> list[str]:
+        """The environment variables these settings read."""
+        return [f"{PREFIX}SIMILARITY" if name == "similarity_mode" else f"{PREFIX}{name.upper()}"
+                for name in cls.model_fields]
 
 
 def from_environment() -> Settings:
-    var = Path(os.environ.get("LAION_ASSETS_VAR", "var")).absolute()
-    return Settings(
-        store=os.environ.get("LAION_ASSETS_STORE", str(var / "store")),
-        drops=os.environ.get("LAION_ASSETS_DROPS", str(var / "drops")),
-        shard_size=int(os.environ.get("LAION_ASSETS_SHARD_SIZE", "1")),
-        listing_base=os.environ.get("LAION_ASSETS_LISTING_BASE") or None,
-        s3_endpoint=os.environ.get("LAION_ASSETS_S3_ENDPOINT") or None,
-        fetch_sources=_words(os.environ.get("LAION_ASSETS_FETCH_SOURCES", "replay,live")),
-        allowed_networks=_words(os.environ.get("LAION_ASSETS_ALLOWED_NETWORKS", "")),
-        clip_model=os.environ.get("LAION_ASSETS_CLIP_MODEL", "ViT-B-32"),
-        clip_pretrained=_none(os.environ.get("LAION_ASSETS_CLIP_PRETRAINED",
-                                             "laion2b_s34b_b79k")),
-        clip_device=os.environ.get("LAION_ASSETS_CLIP_DEVICE", "auto"),
-        clip_batch_size=int(os.environ.get("LAION_ASSETS_CLIP_BATCH_SIZE", "256")),
-        similarity_mode=os.environ.get("LAION_ASSETS_SIMILARITY", "threshold"),
-        nsfw_head=os.environ.get("LAION_ASSETS_NSFW_HEAD") or None,
-        watermark_model=os.environ.get("LAION_ASSETS_WATERMARK_MODEL") or None,
-        personal_data=os.environ.get("LAION_ASSETS_PERSONAL_DATA", "drop"),
-    )
-
-
-def _words(value: str) -> tuple[str, ...]:
-    return tuple(w.strip() for w in value.split(",") if w.strip())
-
-
-def _none(value: str) -> str | None:
-    return None if value.strip().lower() in ("", "none") else value
+    return Settings()
 
 
 def storage_options(s3_endpoint: str | None) -> dict:

@@ -8,7 +8,7 @@ from dagster import instance_for_test
 
 from laion_assets.definitions import build_definitions
 from laion_assets.sample.drop import write_sample_drop
-from laion_assets.settings import Settings
+from laion_assets.settings import OFFLINE, PREFIX, Settings
 
 SHARED_WARCS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "warcs"
 
@@ -29,11 +29,22 @@ def drops_dir(tmp_path, sample_drop_template) -> Path:
     return drops
 
 
+@pytest.fixture(scope="session", autouse=True)
+def offline_environment():
+    """Tests run under the offline profile whatever the shell sets: every variable the
+    settings read is cleared, and `LAION_ASSETS_PROFILE=offline` set (for code that reads the
+    environment itself, e.g. the CLI)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in Settings.variables():
+            patch.delenv(name, raising=False)
+        patch.setenv(f"{PREFIX}PROFILE", OFFLINE)
+        yield
+
+
 @pytest.fixture
 def settings(tmp_path, drops_dir) -> Settings:
-    return Settings(store=str(tmp_path / "store"), drops=str(drops_dir), shard_size=1,
-                    listing_base=None, s3_endpoint=None, fetch_sources=("replay",),
-                    clip_pretrained=None, clip_batch_size=32)
+    """The offline profile, with the store and drops in the test's folder."""
+    return Settings(profile=OFFLINE, store=str(tmp_path / "store"), drops=str(drops_dir))
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """A real `dagster dev` for the UI tests, started once for the package.
 
-`dagster dev -w workspace.yaml` runs in its own process group (it ignores SIGTERM sent to the
+`dg dev -w workspace.yaml` runs in its own process group (it ignores SIGTERM sent to the
 parent alone) with a fresh DAGSTER_HOME holding a copy of the repository's dagster.yaml, and
 LAION_ASSETS_VAR in a temporary folder, offline: images replayed from the drop's WARC
 captures, CLIP with seeded random weights.
@@ -62,9 +62,9 @@ SHARD_JOB = "shard_pipeline"  # every per-shard asset; the sensor's job
 ASSET_JOB = "__ASSET_JOB"  # the implicit job the UI launches asset selections in
 IN_FLIGHT = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
 BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
-# `dagster dev` is superseded by `dg dev` (dagster-dg-cli, not a dependency here); the notice
-# is about the command, not the definitions, so it is silenced at its source and every other
-# warning fails the load check.
+# The server is `dg dev`, as `make ui` runs it. Should `dagster dev`'s "superseded" notice show
+# up anyway, it is about the command, not the definitions, so it is silenced at its source and
+# every other warning fails the load check.
 DEV_COMMAND_NOTICE = "ignore:Function `dev_command` is superseded"
 WARNING_LINE = re.compile(r"\bWARNING\b|\w*Warning\b")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -324,10 +324,7 @@ class DagsterDev:
         env.update({
             "DAGSTER_HOME": str(self.home),
             "LAION_ASSETS_VAR": str(self.var),
-            "LAION_ASSETS_FETCH_SOURCES": "replay",
-            "LAION_ASSETS_CLIP_PRETRAINED": "none",
-            "LAION_ASSETS_CLIP_BATCH_SIZE": "32",
-            "LAION_ASSETS_SIMILARITY": "top_fraction",  # as the Makefile: untrained CLIP
+            "LAION_ASSETS_PROFILE": "offline",  # as the Makefile (laion_assets/settings.py)
             "PYTHONWARNINGS": DEV_COMMAND_NOTICE,
             "PYTHONUNBUFFERED": "1",
         })
@@ -337,12 +334,12 @@ class DagsterDev:
         self.home.mkdir(parents=True)
         (self.var / "drops").mkdir(parents=True)
         shutil.copy(REPO / "dagster.yaml", self.home / "dagster.yaml")
-        dagster = Path(sys.executable).parent / "dagster"
+        dg = Path(sys.executable).parent / "dg"
         # cwd = DAGSTER_HOME: started in the repository, `dagster dev` warns that the
         # dagster.yaml it finds there is not the one DAGSTER_HOME uses.
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
-                [str(dagster), "dev", "-w", str(REPO / "workspace.yaml"),
+                [str(dg), "dev", "-w", str(REPO / "workspace.yaml"),
                  "-h", "127.0.0.1", "-p", str(self.port)],
                 cwd=self.home, env=self.environment(), stdout=out, stderr=err,
                 stdin=subprocess.DEVNULL, start_new_session=True,

@@ -54,7 +54,8 @@ ITEMS = [(1000 + i, b"\x89PNG\r\n\x1a\nnot really" if i == BROKEN else _image_by
 
 
 def _spec(**changes) -> ClipModelSpec:
-    return dataclasses.replace(ClipModelSpec(model=MODEL, device="cpu", batch_size=4), **changes)
+    return dataclasses.replace(ClipModelSpec(model=MODEL, pretrained=None, device="cpu",
+                                             batch_size=4), **changes)
 
 
 def _with_workers(scorer: ClipScorer, num_workers: int) -> ClipScorer:

@@ -255,6 +255,12 @@ class ClipScorer:
             text = self.model.encode_text(self.tokenizer(texts).to(self.device))
         return F.normalize(text.float(), dim=-1).cpu().numpy()
 
+    def encode_images(self, images: torch.Tensor) -> np.ndarray:
+        """fp32 L2-normalised image embeddings [n, dim] of preprocessed images."""
+        with torch.inference_mode(), self._autocast():
+            image = self.model.encode_image(images.to(self.device))
+        return F.normalize(image.float(), dim=-1).cpu().numpy()
+
     def _autocast(self) -> AbstractContextManager:
         dtype = _AUTOCAST_DTYPES.get(self.identity.precision)
         if dtype is None:

@@ -1,9 +1,12 @@
 """Image candidates of an HTML page: every `<img>` the HTML parser sees, with its alt text.
 
 Rules (see docs/extraction.md): the page is parsed as a browser with scripting off would
-(lexbor), so `<img>` inside `<noscript>` counts, while `<img>` in comments, scripts and
-`<template>` does not. The image URL of an `<img>` is, in this order, its first lazy-loading
-attribute, its `src`, or the widest candidate of its `srcset`-like attributes.
+(lexbor; a page of over `LEXBOR_MAX_TAGS` tags is read by the streaming tokenizer in
+`html_tokens.py` instead, which gives the same attributes in time linear in the page's
+bytes, where lexbor's tree builder is quadratic in nesting depth), so `<img>` inside
+`<noscript>` counts, while `<img>` in comments, scripts and `<template>` does not. The
+image URL of an `<img>` is, in this order, its first lazy-loading attribute, its `src`, or
+the widest candidate of its `srcset`-like attributes.
 `<picture><source>` is not used: its `<img>` is the fallback every browser can show.
 """
 
@@ -13,10 +16,22 @@ from collections.abc import Iterator
 
 from selectolax.lexbor import LexborHTMLParser
 
+from laion_assets.pipeline.formats.html_tokens import scan
 from laion_assets.pipeline.formats.urls import UrlRejected, resolve
 
 LAZY_ATTRIBUTES = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-url")
 SRCSET_ATTRIBUTES = ("srcset", "data-srcset", "data-lazy-srcset")
+IMAGE_ATTRIBUTES = frozenset(
+    ("alt", "src", "width", "height", *LAZY_ATTRIBUTES, *SRCSET_ATTRIBUTES)
+)
+# lexbor's tree builder is quadratic in nesting depth (~0.07 s at 5,000 levels, ~30 s at
+# 50,000) and in the attributes of one element (~0.5 s at 16,000): a page with more tags, or
+# more bytes that can separate attributes, than this goes to the linear tokenizer (a few %
+# of real pages, all over ~70 KB; the tokenizer gives the same rows, ~1.5x lexbor's time)
+LEXBOR_MAX_TAGS = 5_000
+LEXBOR_MAX_SEPARATORS = 16_000
+_SEPARATORS = (" ", "\n", "\t", "\r", "\x0c", "/", "=")
+_SEPARATOR_BYTES = tuple(sep.encode() for sep in _SEPARATORS)
 _ASCII_WHITESPACE = " \t\n\r\x0c"
 _SRCSET_SEPARATORS = _ASCII_WHITESPACE + ","
 
@@ -71,8 +86,26 @@ def iter_image_candidates(html: str | bytes, page_url: str) -> Iterator[ImageCan
 def image_attributes(html: str | bytes, page_url: str) -> tuple[str, list[dict]]:
     """(base URL, the attributes of every `<img>` in document order): the extraction hot path
     reads these directly; `iter_image_candidates` wraps them."""
+    if not lexbor_is_bounded(html):
+        return streamed_image_attributes(html, page_url)
     tree = LexborHTMLParser(html)
     return _base_url(tree, page_url), [node.attributes for node in tree.css("img")]
+
+
+def lexbor_is_bounded(html: str | bytes) -> bool:
+    """Whether lexbor parses this page in bounded time (see `LEXBOR_MAX_TAGS`)."""
+    if isinstance(html, bytes):
+        tags, separators = html.count(b"<"), sum(map(html.count, _SEPARATOR_BYTES))
+    else:
+        tags, separators = html.count("<"), sum(map(html.count, _SEPARATORS))
+    return tags <= LEXBOR_MAX_TAGS and separators <= LEXBOR_MAX_SEPARATORS
+
+
+def streamed_image_attributes(html: str | bytes, page_url: str) -> tuple[str, list[dict]]:
+    """`image_attributes` by the streaming tokenizer: the same base URL and, of each `<img>`,
+    the attributes in `IMAGE_ATTRIBUTES` (the only ones extraction reads)."""
+    href, images = scan(html, IMAGE_ATTRIBUTES)
+    return _resolved_base(href, page_url), images
 
 
 def raw_alt(attrs: dict[str, str | None]) -> str | None:
@@ -147,7 +180,10 @@ def _srcset_candidates(srcset: str) -> Iterator[tuple[str, str]]:
 
 def _base_url(tree: LexborHTMLParser, page_url: str) -> str:
     base = tree.css_first("base[href]")
-    href = base.attributes.get("href") if base is not None else None
+    return _resolved_base(base.attributes.get("href") if base is not None else None, page_url)
+
+
+def _resolved_base(href: str | None, page_url: str) -> str:
     if not href:
         return page_url
     try:

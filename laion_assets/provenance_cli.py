@@ -11,6 +11,10 @@ import json
 import sys
 from typing import Any, TextIO
 
+# a release's provenance columns naming the stage runs that made a row, and their stages
+RUN_COLUMNS = (("extracted_run_id", "extracted_pairs"), ("downloaded_run_id", "downloaded_images"),
+               ("scored_run_id", "clip_scored_pairs"), ("safety_run_id", "safety_filtered_pairs"))
+
 
 def add_provenance_command(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -101,22 +105,42 @@ def format_record(r: dict) -> str:
     lines.append(f"            record {warc.get('warc_record_id')}, captured "
                  f"{warc.get('capture_time')}")
     lines.append(f"            page {warc.get('page_url')}")
-    lines.append("  runs")
+    lines.extend(_made_by(r["releases"]))
+    lines.append("  runs now  (each stage's committed output today; a re-run replaces it)")
     for stage, run in r["runs"].items():
         if run is None:
             lines.append(f"    {stage:22s} (nothing committed)")
         else:
             lines.append(f"    {stage:22s} run {run['run_id']}  data version "
                          f"{run['data_version']}")
-    for entry in r["releases"]:
-        if entry.get("run_id"):
-            label = f"release v{entry['version']:04d}"
-            lines.append(f"    {label:22s} run {entry['run_id']}")
     for missing in r.get("missing", []):
         lines.append(f"  missing   {missing}")
     if "html" in r:
         lines.extend(_html(r["html"]))
     return "\n".join(lines) + "\n"
+
+
+def _made_by(releases: list[dict]) -> list[str]:
+    """The stage runs recorded in the provenance table of each version holding the row;
+    versions with the same runs share one block."""
+    groups: dict[tuple, list[dict]] = {}
+    for entry in releases:
+        if entry.get("status") == "holds":
+            runs = entry.get("runs") or {}
+            key = (entry["name"], *(runs.get(column) for column, _ in RUN_COLUMNS))
+            groups.setdefault(key, []).append(entry)
+    if not groups:
+        return []
+    lines = ["  runs that made the row (the provenance table of each release holding it)"]
+    for (name, *runs), entries in groups.items():
+        lines.append(f"    {name} " + ", ".join(f"v{e['version']:04d}" for e in entries))
+        for (_, stage), run in zip(RUN_COLUMNS, runs, strict=True):
+            lines.append(f"      {stage:22s} run {run or '?'}")
+        for entry in entries:
+            if entry.get("run_id"):
+                label = f"release v{entry['version']:04d}"
+                lines.append(f"      {label:22s} run {entry['run_id']}")
+    return lines
 
 
 def _release_status(entry: dict) -> str:

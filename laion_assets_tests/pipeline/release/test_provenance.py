@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from dagster import AssetKey
 
 from laion_assets.cli import main
 from laion_assets.defs.headless import cut_release
@@ -13,6 +14,7 @@ from laion_assets.pipeline.formats.urls import domain_of
 from laion_assets.pipeline.release.provenance import ProvenanceError, html_around_image, trace
 from laion_assets.pipeline.release.publish import read_manifest
 from laion_assets.pipeline.safety.takedowns import append, new_takedown
+from laion_assets.provenance_cli import RUN_COLUMNS
 from laion_assets_tests import chains
 from laion_assets_tests.chains import materialize_sample_shards
 
@@ -256,3 +258,27 @@ def test_without_the_shards_outputs_the_release_still_answers(chain, tmp_path):
     assert record["decision"].startswith("not filtered")
     assert record["model"] == json.loads(row["model"])
     assert f"extracted_pairs: nothing committed for shard {row['shard']}" in record["missing"]
+
+
+def test_text_names_the_runs_recorded_in_the_release_after_a_rerun(with_takedown, chain,
+                                                                   instance, capsys):
+    """After a stage is re-run for the shard, the text output still names, for a released
+    row, the runs its releases recorded; today's runs are listed apart."""
+    defs, _ = chain
+    store, _, _ = with_takedown
+    kept = _released(store, 2)[0]
+    rerun = defs.resolve_job_def("shard_pipeline").execute_in_process(
+        partition_key=kept["shard"], instance=instance,
+        asset_selection=[AssetKey("safety_filtered_pairs")])
+    assert rerun.success
+    now = store.require_current("safety_filtered_pairs", kept["shard"])["run_id"]
+    assert now == rerun.run_id != kept["safety_run_id"]
+    assert main(["provenance", "--hash", str(kept["hash"]), "--store", store.root]) == 0
+    text = capsys.readouterr().out
+    made, today = text.split("  runs now", 1)
+    made = made.split("  runs that made the row", 1)[1]
+    assert "laion-assets v0001, v0002" in made
+    for column, stage in RUN_COLUMNS:
+        assert f"{stage:22s} run {kept[column]}" in made
+    assert f"release v0002          run {read_manifest(store, NAME, 2)['run_id']}" in made
+    assert now not in made and f"safety_filtered_pairs  run {now}" in today

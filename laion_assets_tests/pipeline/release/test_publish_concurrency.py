@@ -21,6 +21,7 @@ from laion_assets.pipeline.release.publish import (
     list_versions,
     publish_release,
     read_manifest,
+    read_parts,
     released_rows,
     verify_files,
     version_folder,
@@ -152,11 +153,11 @@ def test_list_entries_added_while_writing_are_honoured_at_commit(where):
         written.append(version)
         if len(written) > 1:
             return
-        folder = version_folder(NAME, version)
-        rows = released_rows(store, {"folder": folder, "parts": 1}).to_pylist()
-        planted["domain"] = domain_of(rows[0]["url"])
-        other = next(r for r in rows if domain_of(r["url"]) != planted["domain"])
-        planted["md5"], planted["md5_pair"] = other["md5"], other["pair_id"]
+        (_, table), = read_parts(store, version_folder(NAME, version), 1, ("md5",))
+        rows = table.to_pylist()
+        planted["domain"] = domain_of(rows[0]["URL"])
+        other = next(r for r in rows if domain_of(r["URL"]) != planted["domain"])
+        planted["md5"], planted["md5_pair"] = other["md5"], other["hash"]
         with store.open("safety/opt_outs/domain/late.txt", "wb") as handle:
             handle.write(f"{planted['domain']}\n".encode())
         with store.open("safety/hash_lists/md5/late.txt", "wb") as handle:

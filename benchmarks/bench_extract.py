@@ -1,36 +1,47 @@
 #!/usr/bin/env python3
-"""Extraction throughput and memory: laion_assets against warcio + BeautifulSoup / lxml.
+"""Extraction throughput: laion_assets against fastwarc + lexbor and warcio + lexbor.
 
-    .venv/bin/python benchmarks/bench_extract.py [--mb 200] [--baseline-seconds 60] [--profile]
+    .venv/bin/python benchmarks/bench_extract.py [--mb 100] [--varied-mb 100] [--repeats 3]
+        [--classic] [--profile] [--stages] [--uncached-language]
 
-Builds (if missing) `.bench/bench-<MB>.warc.gz` and `.bench/bench-<SMALL>.warc.gz` with
-`<shared>/tools/make_bench_warc.py` (real sample WARCs, repeated), then runs every contender
-in its own child process pinned to one core, so that time is per core and peak RSS
-(VmHWM of the child) is per contender:
+Two inputs, built if missing under `.bench/`:
+
+- *repeated*: `bench-<MB>.warc.gz`, `<shared>/tools/make_bench_warc.py` (the real sample
+  WARCs repeated: every alt text recurs ~100 times, which flatters the language-id memo and
+  dedup);
+- *varied*: `varied-<MB>.warc.gz`, `<shared>/tools/make_varied_warc.py` (the same records,
+  but every repeat of every page has its alt texts reworded and its image URLs given a new
+  query, so alt texts and pairs do not repeat, as on a real crawl).
+
+Every contender runs in its own child process pinned to one core, `--repeats` times per
+input (median and range reported), in the same run; rates are HTML pages (HTTP-200
+`text/html` responses) per CPU second of that child (user + sys: the 2-core machine is
+shared, wall time is printed beside it):
 
 1. laion_assets: `extract_shard` on the whole file, parquet to a temp file (the full stage:
-   WARC reading, HTTP, charset, lexbor, URL normalisation, language id, dedup spill, parquet).
-2. warcio + BeautifulSoup("html.parser"): every HTTP-200 text/html response, every `<img>`
-   with a src and an alt of 5+ characters, `urljoin`, (url, alt) kept in a list.
-3. warcio + lxml.html.fromstring: the same.
+   WARC reading, HTTP, charset, `<img>` attributes, URL resolution and normalisation,
+   language id, dedup spill, parquet).
+2. fastwarc + selectolax/lexbor: the same `<img>` + alt rules (alt whitespace collapsed,
+   5 to 2,000 characters; the URL from the first lazy-loading attribute or `src`, resolved
+   with ada-url), (url, alt) kept in a list; no language id, dedup or output file.
+3. warcio + lexbor: the same loop over warcio's `ArchiveIterator`.
 
-The baselines stop after `--baseline-seconds` of CPU time (BeautifulSoup needs ~20 ms a
-page) and are rated over the pages they did. Rates are pages per CPU second of the pinned,
-single-threaded child (the 2-core machine is shared; wall time is printed beside it).
-A second laion_assets child on the small file checks that peak memory does not grow with
-the file. `--profile` adds a cProfile run of laion_assets
-(top 25 by cumulative time, then top 15 by own time); `--stages` adds a stage-by-stage
-timing (cumulative passes over the small file, best of 3) without the profiler's overhead;
-`--uncached-language` adds a laion_assets row with the alt-text language memo bypassed
-(the benchmark WARC repeats the same pages, so the memo hits far more than on a real crawl).
+`--classic` adds the earlier baselines (warcio + BeautifulSoup, stopped after
+`--baseline-seconds` of CPU, and warcio + lxml) on the repeated input. A further
+laion_assets child on a small repeated file checks that peak memory does not grow with
+the input. `--profile` adds a cProfile listing of laion_assets on the varied input;
+`--stages` a stage-by-stage timing on the small file; `--uncached-language` a laion_assets
+row with the alt-text language memo bypassed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,11 +56,78 @@ RESULT_TAG = "BENCH_RESULT "
 
 # -- child side ---------------------------------------------------------------------------
 
+LAZY_THEN_SRC = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-url", "src")
 
 
+def _lexbor_pairs(body: bytes, page_url: str, pairs: list) -> None:
+    """The contenders' extraction rules, shared by fastwarc and warcio."""
+    from ada_url import join_url
+    from selectolax.lexbor import LexborHTMLParser
+
+    for node in LexborHTMLParser(body).css("img"):
+        attrs = node.attributes
+        alt = attrs.get("alt")
+        if not alt:
+            continue
+        alt = " ".join(alt.split())
+        if not 5 <= len(alt) <= 2000:
+            continue
+        src = next((attrs[name] for name in LAZY_THEN_SRC if attrs.get(name)), None)
+        if src:
+            with contextlib.suppress(ValueError):  # an unparsable URL is not a pair
+                pairs.append((join_url(page_url, src.strip()), alt))
 
 
+def _run_fastwarc(path: str) -> dict:
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
 
+    pairs: list[tuple[str, str]] = []
+    pages = 0
+    rss_start = rss_now_mb()
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    with open(path, "rb") as stream:
+        for record in ArchiveIterator(stream, record_types=WarcRecordType.response,
+                                      parse_http=True):
+            if record.http_headers is None or record.http_headers.status_code != 200:
+                continue
+            if (record.http_content_type or "").lower() != "text/html":
+                continue
+            pages += 1
+            url = record.headers.get("WARC-Target-URI", "").strip("<>")
+            _lexbor_pairs(record.reader.read(), url, pairs)
+    return _contender_result(pages, cpu0, t0, path, rss_start, pairs)
+
+
+def _run_warcio_lexbor(path: str) -> dict:
+    from warcio.archiveiterator import ArchiveIterator
+
+    pairs: list[tuple[str, str]] = []
+    pages = 0
+    rss_start = rss_now_mb()
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    with open(path, "rb") as stream:
+        for record in ArchiveIterator(stream):
+            if record.rec_type != "response" or record.http_headers is None:
+                continue
+            mime = (record.http_headers.get_header("Content-Type") or "").split(";")[0]
+            if mime.strip().lower() != "text/html" or record.http_headers.get_statuscode() != "200":
+                continue
+            pages += 1
+            url = record.rec_headers.get_header("WARC-Target-URI") or ""
+            _lexbor_pairs(record.content_stream().read(), url, pairs)
+    return _contender_result(pages, cpu0, t0, path, rss_start, pairs)
+
+
+def _contender_result(pages, cpu0, t0, path, rss_start, pairs) -> dict:
+    return {
+        "pages": pages,
+        "seconds": time.perf_counter() - t0,
+        "cpu": _cpu_seconds() - cpu0,
+        "bytes_read": os.path.getsize(path),
+        "complete": True,
+        "rss_start_mb": rss_start,
+        "extra": {"pairs": len(pairs)},
+    }
 
 
 def _open_binary(path: str):
@@ -259,6 +337,10 @@ def child_main(args: argparse.Namespace) -> None:
     pin_to_cpu(args.cpu)
     if args.child == "laion":
         result = _run_laion(args.file, args.profile, args.uncached_language)
+    elif args.child == "fastwarc":
+        result = _run_fastwarc(args.file)
+    elif args.child == "warcio-lexbor":
+        result = _run_warcio_lexbor(args.file)
     elif args.child == "stages":
         result = _run_stages(args.file)
     else:
@@ -272,15 +354,19 @@ def child_main(args: argparse.Namespace) -> None:
 # -- parent side ---------------------------------------------------------------------------
 
 
-def ensure_warc(mb: float, shared: Path) -> Path:
-    out = REPO / ".bench" / f"bench-{mb:g}.warc.gz"
+def ensure_warc(mb: float, shared: Path, kind: str = "bench") -> Path:
+    """`.bench/<kind>-<MB>.warc.gz`, built by the shared tool for that kind if missing."""
+    out = REPO / ".bench" / f"{kind}-{mb:g}.warc.gz"
     if not out.exists():
         out.parent.mkdir(exist_ok=True)
-        tool = shared / "tools" / "make_bench_warc.py"
+        maker = "make_bench_warc.py" if kind == "bench" else "make_varied_warc.py"
+        tool = shared / "tools" / maker
         print(f"building {out.relative_to(REPO)} with {tool} ...", flush=True)
         tmp = out.with_suffix(".partial")
+        extra = [] if kind == "bench" else ["--samples", str(shared / "data" / "warcs")]
         subprocess.run(
-            [sys.executable, str(tool), "--out", str(tmp), "--mb", f"{mb:g}"], check=True
+            [sys.executable, str(tool), "--out", str(tmp), "--mb", f"{mb:g}", *extra],
+            check=True, env={**os.environ, "BENCH_SHARED": str(shared)},
         )
         tmp.rename(out)
     return out
@@ -313,64 +399,94 @@ def run_child(kind: str, path: Path, args: argparse.Namespace, *extra: str) -> d
     return result
 
 
-def print_table(rows: list[tuple[str, dict]]) -> None:
-    bs4_rate = next(r["pages"] / r["cpu"] for name, r in rows if name.startswith("warcio + B"))
-    lxml_rate = next(r["pages"] / r["cpu"] for name, r in rows if name.startswith("warcio + l"))
-    head = (
-        f"| {'contender':<36} | {'HTML pages':>10} | {'wall s':>7} | {'CPU s':>6} | "
-        f"{'pages/s/core':>12} | {'MB/s (gz)':>9} | {'peak RSS MB':>11} | "
-        f"{'vs BS4':>6} | {'vs lxml':>7} |"
-    )
+CONTENDERS = (
+    ("laion_assets extract_shard", "laion"),
+    ("fastwarc + selectolax/lexbor", "fastwarc"),
+    ("warcio + lexbor", "warcio-lexbor"),
+)
+
+
+def rate(result: dict) -> float:
+    return result["pages"] / result["cpu"]
+
+
+def run_input(label: str, path: Path, args: argparse.Namespace) -> dict[str, list[dict]]:
+    """Every contender `--repeats` times on one input, interleaved (so load hits all alike)."""
+    runs: dict[str, list[dict]] = {name: [] for name, _ in CONTENDERS}
+    for repeat in range(args.repeats):
+        for name, kind in CONTENDERS:
+            print(f"  {label}: {name} (run {repeat + 1}/{args.repeats}) ...", flush=True)
+            runs[name].append(run_child(kind, path, args))
+    return runs
+
+
+def print_comparison(label: str, path: Path, runs: dict[str, list[dict]]) -> None:
+    """One table per input: median pages/s per core (range), and each against fastwarc."""
+    reference = statistics.median(rate(r) for r in runs["fastwarc + selectolax/lexbor"])
+    print(f"\n{label} input: {path.name} ({path.stat().st_size / 2**20:.1f} MB gz)")
+    head = (f"| {'reader':<30} | {'HTML pages':>10} | {'pairs':>9} | {'CPU s':>6} | "
+            f"{'pages/s/core (range)':>22} | {'vs fastwarc+lexbor':>18} | {'peak RSS MB':>11} |")
+    print(head)
+    print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|")
+    for name, results in runs.items():
+        rates = sorted(rate(r) for r in results)
+        median = statistics.median(rates)
+        first = results[0]
+        pairs = first["extra"]["pairs"]
+        print(
+            f"| {name:<30} | {first['pages']:>10,} | {pairs:>9,} | "
+            f"{statistics.median(r['cpu'] for r in results):>6.1f} | "
+            f"{f'{median:,.0f} ({rates[0]:,.0f}–{rates[-1]:,.0f})':>22} | "
+            f"{median / reference:>17.2f}x | {max(r['peak_rss_mb'] for r in results):>11.0f} |"
+        )
+    laion = runs["laion_assets extract_shard"][0]["extra"]
+    print(f"laion_assets: {laion['records']:,} records, {laion['candidates']:,} <img>, "
+          f"{laion['pairs']:,} pairs, {laion['rows']:,} rows after dedup, "
+          f"parquet {laion['parquet_bytes'] / 2**10:.0f} KiB")
+
+
+def print_classic(rows: list[tuple[str, dict]]) -> None:
+    head = (f"| {'contender':<36} | {'HTML pages':>10} | {'CPU s':>6} | {'pages/s/core':>12} | "
+            f"{'MB/s (gz)':>9} | {'peak RSS MB':>11} |")
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for name, r in rows:
-        rate = r["pages"] / r["cpu"]
-        mbps = r["bytes_read"] / 2**20 / r["cpu"]
         label = name + ("" if r["complete"] else " *")
-        print(
-            f"| {label:<36} | {r['pages']:>10,} | {r['seconds']:>7.1f} | {r['cpu']:>6.1f} | "
-            f"{rate:>12,.0f} | {mbps:>9.2f} | {r['peak_rss_mb']:>11.0f} | "
-            f"{rate / bs4_rate:>5.1f}x | {rate / lxml_rate:>6.2f}x |"
-        )
+        print(f"| {label:<36} | {r['pages']:>10,} | {r['cpu']:>6.1f} | {rate(r):>12,.0f} | "
+              f"{r['bytes_read'] / 2**20 / r['cpu']:>9.2f} | {r['peak_rss_mb']:>11.0f} |")
+
+
+def crawl_cost(pages_per_core_s: float) -> None:
+    """What the throughput means for one Common Crawl (~90,000 WARC files of ~30k pages)."""
+    core_hours = 90_000 * 30_000 / pages_per_core_s / 3600
+    print(f"one Common Crawl (90,000 WARC files x ~30,000 pages) at {pages_per_core_s:,.0f} "
+          f"pages/s/core: {core_hours:,.0f} core-hours ({30_000 / pages_per_core_s:,.0f} "
+          f"core-s per WARC file); cc2dataset's published ~50 core-s per WAT file: "
+          f"{90_000 * 50 / 3600:,.0f} core-hours")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=float, default=200.0, help="benchmark WARC size (default 200)")
-    parser.add_argument(
-        "--small-mb",
-        type=float,
-        default=50.0,
-        help="second WARC for the memory-growth check (default 50)",
-    )
-    parser.add_argument(
-        "--shared",
-        type=Path,
-        default=None,
-        help="dir holding tools/make_bench_warc.py (relative to the repo root; default ../shared)",
-    )
-    parser.add_argument(
-        "--baseline-seconds",
-        type=float,
-        default=60.0,
-        help="CPU-time budget of each baseline, seconds (default 60)",
-    )
+    parser.add_argument("--mb", type=float, default=100.0, help="repeated WARC size (default 100)")
+    parser.add_argument("--varied-mb", type=float, default=100.0,
+                        help="varied WARC size (default 100)")
+    parser.add_argument("--small-mb", type=float, default=25.0,
+                        help="small repeated WARC for the memory-growth check (default 25)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per contender and input")
+    parser.add_argument("--shared", type=Path, default=None,
+                        help="dir holding tools/ and data/warcs (relative to the repo root; "
+                             "default ../shared)")
+    parser.add_argument("--baseline-seconds", type=float, default=60.0,
+                        help="CPU-time budget of the BeautifulSoup baseline (--classic)")
     parser.add_argument("--cpu", type=int, default=0, help="core the children are pinned to")
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="also cProfile the laion_assets contender (top 25 cumulative)",
-    )
-    parser.add_argument(
-        "--stages",
-        action="store_true",
-        help="also time laion_assets step by step (cumulative passes)",
-    )
-    parser.add_argument(
-        "--uncached-language",
-        action="store_true",
-        help="add a laion_assets row with the alt-text language memo bypassed",
-    )
+    parser.add_argument("--classic", action="store_true",
+                        help="also warcio + BeautifulSoup and warcio + lxml (repeated input)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also cProfile laion_assets on the varied input")
+    parser.add_argument("--stages", action="store_true",
+                        help="also time laion_assets step by step (cumulative passes)")
+    parser.add_argument("--uncached-language", action="store_true",
+                        help="add a laion_assets run with the alt-text language memo bypassed")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -379,97 +495,68 @@ def main() -> None:
         return
 
     shared = (REPO / (args.shared or Path("../shared"))).resolve()  # relative to the repo root
-    big = ensure_warc(args.mb, shared)
+    inputs = [("varied", ensure_warc(args.varied_mb, shared, "varied")),
+              ("repeated", ensure_warc(args.mb, shared))]
     small = ensure_warc(args.small_mb, shared)
     import platform
 
     print(
-        f"\nbench_extract: {big.relative_to(REPO)} ({big.stat().st_size / 2**20:.1f} MB gz), "
-        f"python {platform.python_version()}, {os.cpu_count()} CPUs, children pinned to "
-        f"CPU {args.cpu}, {time.strftime('%Y-%m-%d %H:%M %Z')}, "
-        f"load average {os.getloadavg()[0]:.2f}",
+        f"\nbench_extract: python {platform.python_version()}, {os.cpu_count()} CPUs, children "
+        f"pinned to CPU {args.cpu}, {args.repeats} runs each, "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}, load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
+    results = {label: run_input(label, path, args) for label, path in inputs}
+    for label, path in inputs:
+        print_comparison(label, path, results[label])
+    print("pages/s per core over the child's CPU time (user + sys; one thread pinned to one "
+          "core); median of the runs, range in brackets.")
+    print(f"load average after the tables: {os.getloadavg()[0]:.2f} (1 min)")
+    varied = statistics.median(rate(r) for r in results["varied"]["laion_assets extract_shard"])
+    crawl_cost(varied)
 
-    rows: list[tuple[str, dict]] = []
-    print("running laion_assets ...", flush=True)
-    rows.append(("laion_assets extract_shard", run_child("laion", big, args)))
     if args.uncached_language:
-        print("running laion_assets (language memo bypassed) ...", flush=True)
-        rows.append(
-            ("laion_assets, no language memo", run_child("laion", big, args, "--uncached-language"))
-        )
-    print(
-        f"running warcio + BeautifulSoup (budget {args.baseline_seconds:g} CPU s) ...", flush=True
-    )
-    rows.append(("warcio + BeautifulSoup html.parser", run_child("bs4", big, args)))
-    print(f"running warcio + lxml (budget {args.baseline_seconds:g} CPU s) ...", flush=True)
-    rows.append(("warcio + lxml.html", run_child("lxml", big, args)))
+        path = inputs[1][1]
+        r = run_child("laion", path, args, "--uncached-language")
+        print(f"laion_assets on {path.name}, language memo bypassed: {rate(r):,.0f} pages/s/core")
+    if args.classic:
+        big = inputs[1][1]
+        print(f"\nclassic baselines on {big.name}:", flush=True)
+        laion = results["repeated"]["laion_assets extract_shard"][0]
+        rows = [("laion_assets extract_shard", laion),
+                ("warcio + BeautifulSoup html.parser", run_child("bs4", big, args)),
+                ("warcio + lxml.html", run_child("lxml", big, args))]
+        print_classic(rows)
+        print(f"* stopped at its {args.baseline_seconds:g} CPU-second budget.")
 
-    print()
-    print_table(rows)
-    if not all(r["complete"] for _, r in rows):
-        print(
-            f"* stopped at its {args.baseline_seconds:g} CPU-second budget; rated over the pages "
-            "it did (MB/s over the compressed bytes it got through)."
-        )
-    print(
-        "pages/s per core and MB/s are over the child's CPU time (user + sys; one thread, pinned "
-        "to one core), so other load on the machine does not count; wall seconds for reference."
-    )
-    laion = rows[0][1]
-    print(
-        f"laion_assets: {laion['extra']['records']:,} records, "
-        f"{laion['extra']['candidates']:,} <img>, {laion['extra']['pairs']:,} pairs, "
-        f"{laion['extra']['rows']:,} rows after dedup, "
-        f"parquet {laion['extra']['parquet_bytes'] / 2**10:.0f} KiB"
-    )
-    for name, r in rows:
-        if name.startswith("warcio"):
-            print(f"{name}: {r['pages']:,} pages, {r['extra']['pairs']:,} (url, alt) pairs kept")
-    print(f"load average after the table: {os.getloadavg()[0]:.2f} (1 min)")
-    print(
-        "Target (issue 2): >= 1,500 HTML pages/s per core for laion_assets: "
-        f"{'MET' if laion['pages'] / laion['cpu'] >= 1500 else 'NOT MET'} "
-        f"({laion['pages'] / laion['cpu']:,.0f})."
-    )
-
-    print(
-        "\nmemory growth (laion_assets, own process each, RSS after imports -> peak):", flush=True
-    )
+    print("\nmemory growth (laion_assets, own process each, RSS after imports -> peak):",
+          flush=True)
     small_run = run_child("laion", small, args)
-    print(
-        f"| {'WARC':<22} | {'MB gz':>6} | {'HTML pages':>10} | {'pairs':>8} | "
-        f"{'RSS at start MB':>15} | {'peak RSS MB':>11} |"
-    )
+    big_path, big_run = inputs[1][1], results["repeated"]["laion_assets extract_shard"][0]
+    print(f"| {'WARC':<22} | {'MB gz':>6} | {'HTML pages':>10} | {'pairs':>8} | "
+          f"{'RSS at start MB':>15} | {'peak RSS MB':>11} |")
     print(f"|{'-' * 24}|{'-' * 8}|{'-' * 12}|{'-' * 10}|{'-' * 17}|{'-' * 13}|")
-    for path, r in ((small, small_run), (big, laion)):
-        print(
-            f"| {path.name:<22} | {path.stat().st_size / 2**20:>6.1f} | {r['pages']:>10,} | "
-            f"{r['extra']['pairs']:>8,} | {r['rss_start_mb']:>15.0f} | "
-            f"{r['peak_rss_mb']:>11.0f} |"
-        )
-    growth = laion["peak_rss_mb"] - small_run["peak_rss_mb"]
-    factor = big.stat().st_size / small.stat().st_size
+    for path, r in ((small, small_run), (big_path, big_run)):
+        print(f"| {path.name:<22} | {path.stat().st_size / 2**20:>6.1f} | {r['pages']:>10,} | "
+              f"{r['extra']['pairs']:>8,} | {r['rss_start_mb']:>15.0f} | "
+              f"{r['peak_rss_mb']:>11.0f} |")
+    growth = big_run["peak_rss_mb"] - small_run["peak_rss_mb"]
+    factor = big_path.stat().st_size / small.stat().st_size
     print(f"peak RSS grows by {growth:+.0f} MB for {factor:.1f}x the input.")
 
     if args.stages:
-        print(
-            f"\nstages (laion_assets on {small.name}, cumulative passes over the file, "
-            "best of 3 in CPU time, no profiler):",
-            flush=True,
-        )
+        print(f"\nstages (laion_assets on {small.name}, cumulative passes over the file, "
+              "best of 3 in CPU time, no profiler):", flush=True)
         stages = run_child("stages", small, args)["stages"]
         previous = 0.0
         total = stages[-1][1]
         for name, seconds in stages:
             step = seconds - previous
-            print(
-                f"  {name:<66} {seconds:6.2f} s   step {step:+6.2f} s ({100 * step / total:4.1f}%)"
-            )
+            print(f"  {name:<66} {seconds:6.2f} s   step {step:+6.2f} s "
+                  f"({100 * step / total:4.1f}%)")
             previous = seconds
     if args.profile:
-        run_child("laion", big, args, "--profile")
+        run_child("laion", inputs[0][1], args, "--profile")
 
 
 if __name__ == "__main__":

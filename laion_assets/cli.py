@@ -107,7 +107,7 @@ def _release(args: argparse.Namespace) -> int:
 
     from laion_assets.definitions import defs
     from laion_assets.defs.headless import cut_release
-    from laion_assets.pipeline.release.publish import latest_manifest
+    from laion_assets.pipeline.release.publish import latest_release
 
     config = {"name": args.name, "crawls": args.crawl, "shards": args.shard,
               "dedup_by_sha256": args.dedup_by_sha256, "notes": args.notes}
@@ -117,12 +117,12 @@ def _release(args: argparse.Namespace) -> int:
         print(f"release {args.name}: FAILED (run {run_id[:8]})", file=sys.stderr)
         return 1
     store = defs.resources["dataset_store"].store()
-    manifest = latest_manifest(store, args.name)
-    print(f"\nrelease {args.name} v{manifest['version']}: {manifest['rows']} rows, "
-          f"{len(manifest['source_shards'])} shards (run {run_id[:8]})")
-    for line in manifest["changelog"]:
+    manifest = latest_release(store, args.name)
+    print(f"\nrelease {args.name} v{manifest.version}: {manifest.rows} rows, "
+          f"{len(manifest.source_shards)} shards (run {run_id[:8]})")
+    for line in manifest.changelog:
         print(f"  {line}")
-    print(f"  {store.uri(manifest['folder'])}")
+    print(f"  {store.uri(manifest.folder)}")
     return 0
 
 
@@ -193,11 +193,11 @@ def _extract(args: argparse.Namespace) -> int:
             args.warcs, sink, open_file=lambda uri: fsspec.open(uri, "rb").open(),
             crawl=args.crawl, shard=f"{args.crawl}/00000", config=config,
         )
-    stats = result.stats.to_dict()
-    print(f"{args.out}: {result.rows} pairs from {stats['counts'].get('html_pages', 0)} pages")
-    for reason, count in stats["dropped"].items():
+    stats = result.stats
+    print(f"{args.out}: {result.rows} pairs from {stats.counts['html_pages']} pages")
+    for reason, count in stats.dropped.most_common():
         print(f"  dropped {reason}: {count}")
-    for reason, count in stats["skipped_records"].items():
+    for reason, count in stats.skipped_records.most_common():
         print(f"  skipped record {reason}: {count}")
     return 0
 

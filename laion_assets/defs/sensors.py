@@ -69,14 +69,16 @@ def takedown_sensor(context: SensorEvaluationContext,
     version = ledger_version(entries)
     requests = []
     for manifest in releases_behind_ledger(store, version):
-        name = manifest["name"]
-        config = {**manifest["config"], "notes": new_entries_note(entries, manifest)}
+        name = manifest.name
+        # the parent's rows and source shards minus the removals: no shard of a newer crawl
+        config = {**manifest.config, "notes": new_entries_note(entries, manifest),
+                  "parent_version": manifest.version}
         requests.append(RunRequest(
             run_key=f"{name}@ledger:{version}",
             run_config={"ops": {"release": {"config": config}}},
             tags={"laion_assets/trigger": "takedown", "laion_assets/release": name}))
         context.log.info("release %s v%d predates ledger %s: requesting the next version",
-                         name, manifest["version"], version)
+                         name, manifest.version, version)
     if not requests:
         return SkipReason(f"every release is up to date with the ledger ({version})")
     return SensorResult(run_requests=requests)

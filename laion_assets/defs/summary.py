@@ -4,36 +4,51 @@ from collections import Counter
 
 from dagster import Definitions
 
-from laion_assets.defs.assets.clip_scored_pairs import STAGE as CLIP_SCORED_PAIRS
-from laion_assets.defs.assets.downloaded_images import STAGE as DOWNLOADED_IMAGES
-from laion_assets.defs.assets.extracted_pairs import STAGE as EXTRACTED_PAIRS
-from laion_assets.defs.assets.safety_filtered_pairs import STAGE as SAFETY_FILTERED_PAIRS
-from laion_assets.defs.assets.warc_shards import STAGE as WARC_SHARDS
+from laion_assets.pipeline.core.manifests import (
+    ClipScoredPairsManifest,
+    DownloadedImagesManifest,
+    ExtractedPairsManifest,
+    SafetyFilteredPairsManifest,
+    WarcShardsManifest,
+    read_current,
+)
+from laion_assets.pipeline.core.store import DatasetStore
 
-STAGES = (WARC_SHARDS, EXTRACTED_PAIRS, DOWNLOADED_IMAGES, CLIP_SCORED_PAIRS,
-          SAFETY_FILTERED_PAIRS)
 COLUMNS = ("files", "MB", "pages", "pairs", "images", "scored", "sim", "safe")
+TOTALS = ("pages", "pairs", "images", "scored", "safe")
+
+
+def shard_row(store: DatasetStore, key: str) -> tuple[dict, Counter, dict] | None:
+    """(summary row, exclusions by rule, CLIP model) of a shard; None unless fully
+    materialized. `images` counts every stored successful fetch, whichever run made it."""
+    raw = read_current(store, WarcShardsManifest, key)
+    pairs = read_current(store, ExtractedPairsManifest, key)
+    images = read_current(store, DownloadedImagesManifest, key)
+    scored = read_current(store, ClipScoredPairsManifest, key)
+    safe = read_current(store, SafetyFilteredPairsManifest, key)
+    if None in (raw, pairs, images, scored, safe):
+        return None
+    row = {"files": len(raw.files), "MB": f"{raw.bytes / 2**20:.2f}",
+           "pages": pairs.html_pages, "pairs": pairs.rows, "images": images.ok,
+           "scored": scored.rows, "sim": f"{scored.similarity_mean or 0:.3f}", "safe": safe.rows}
+    return row, Counter(safe.excluded_by_rule), scored.model
 
 
 def print_summary(defs: Definitions, shards: list[str]) -> None:
     store = defs.resources["dataset_store"].store()
-    totals = dict.fromkeys(("pages", "pairs", "images", "scored", "safe"), 0)
+    totals = dict.fromkeys(TOTALS, 0)
     excluded: Counter[str] = Counter()
     print(f"\n{'shard':<24}" + "".join(f"{c:>8}" for c in COLUMNS))
     model = None
     for key in shards:
-        raw, pairs, images, scored, safe = (store.current(stage, key) for stage in STAGES)
-        if None in (raw, pairs, images, scored, safe):
+        found = shard_row(store, key)
+        if found is None:
             print(f"{key:<24} (not fully materialized)")
             continue
-        row = {"files": len(raw["files"]), "MB": f"{raw['bytes'] / 2**20:.2f}",
-               "pages": pairs["stats"]["counts"].get("html_pages", 0), "pairs": pairs["rows"],
-               "images": images["ok"], "scored": scored["rows"],
-               "sim": f"{scored['similarity_mean'] or 0:.3f}", "safe": safe["rows"]}
-        excluded.update(safe["excluded_by_rule"])
+        row, by_rule, model = found
+        excluded.update(by_rule)
         for name in totals:
             totals[name] += row[name]
-        model = scored["model"]
         print(f"{key:<24}" + "".join(f"{row[c]:>8}" for c in COLUMNS))
     print(f"{'total':<24}{'':>8}{'':>8}" + "".join(f"{totals[c]:>8}" for c in totals))
     if excluded:

@@ -17,8 +17,9 @@ from pydantic import Field
 from laion_assets.defs.assets.safety_filtered_pairs import safety_filtered_pairs
 from laion_assets.defs.metadata import column_schema, counts_table
 from laion_assets.defs.resources import DatasetStoreResource, SafetyPolicyResource
-from laion_assets.pipeline.release.card import STAGE_ORDER
+from laion_assets.pipeline.core.manifests import FUNNEL, ReleaseManifest
 from laion_assets.pipeline.release.publish import (
+    MANIFEST,
     RELEASE_SCHEMA,
     PublishContext,
     ReleaseConfig,
@@ -43,11 +44,15 @@ class ReleaseRunConfig(Config):
     dedup_by_sha256: bool = Field(default=False, description="one pair per image as well")
     rows_per_part: int = 1_000_000
     notes: str = Field(default="", description="a line for the changelog")
+    parent_version: int = Field(default=0, description="0: select shards by crawls and "
+                                "shards; N: keep version N's rows and source shards minus what "
+                                "the lists and the ledger now match (takedown versions)")
 
     def release_config(self) -> ReleaseConfig:
         return ReleaseConfig(name=self.name, crawls=tuple(self.crawls), shards=tuple(self.shards),
                              dedup_by_sha256=self.dedup_by_sha256,
-                             rows_per_part=self.rows_per_part, notes=self.notes)
+                             rows_per_part=self.rows_per_part, notes=self.notes,
+                             parent_version=self.parent_version)
 
 
 @asset(
@@ -67,32 +72,36 @@ def release(context: AssetExecutionContext, config: ReleaseRunConfig,
     store = dataset_store.store()
     ctx = PublishContext(load_lists(store), read_ledger(store), safety_policy.policy(),
                          run_id=context.run.run_id, log=context.log.info)
-    manifest = publish_release(store, config.release_config(), ctx)
-    counts = manifest["counts"]
-    funnel = "\n".join(f"| {k} | {counts.get(k, 0):,} |" for k in STAGE_ORDER)
-    context.log.info("published %s v%d: %d rows", manifest["name"], manifest["version"],
-                     manifest["rows"])
-    return MaterializeResult(metadata={
-        "name": manifest["name"], "version": manifest["version"],
-        "parent": manifest["parent"] or 0,
-        "dagster/row_count": manifest["rows"],
+    manifest = ReleaseManifest.from_json(publish_release(store, config.release_config(), ctx))
+    context.log.info("published %s v%d: %d rows", manifest.name, manifest.version,
+                     manifest.rows)
+    return MaterializeResult(metadata=release_metadata(store, manifest))
+
+
+def release_metadata(store, manifest: ReleaseManifest) -> dict:
+    """The release's materialization metadata: funnel, removals, changelog, sources."""
+    funnel = "\n".join(f"| {k} | {manifest.counts.get(k, 0):,} |" for k in FUNNEL)
+    return {
+        "name": manifest.name, "version": manifest.version,
+        "parent": manifest.parent or 0,
+        "dagster/row_count": manifest.rows,
         "counts": MetadataValue.md("| stage | rows |\n|---|---:|\n" + funnel),
-        "removed_by_reason": MetadataValue.md(
-            counts_table(manifest["removed_by_reason"], "reason")),
-        "withheld_at_publish": MetadataValue.md(counts_table(manifest["withheld"], "reason")),
-        "changelog": MetadataValue.md("\n".join(f"- {c}" for c in manifest["changelog"])),
-        "coverage": MetadataValue.json(manifest["coverage"]),
-        "source_shards": len(manifest["source_shards"]),
-        "models": MetadataValue.json(manifest["models"]),
-        "manifest": MetadataValue.path(store.uri(f"{manifest['folder']}/manifest.json")),
-        "path": MetadataValue.path(store.uri(manifest["folder"])),
-    })
+        "removed_by_reason": MetadataValue.md(counts_table(manifest.removed_by_reason, "reason")),
+        "withheld_at_publish": MetadataValue.md(counts_table(manifest.withheld, "reason")),
+        "changelog": MetadataValue.md("\n".join(f"- {c}" for c in manifest.changelog)),
+        "coverage": MetadataValue.json(manifest.coverage),
+        "source_shards": len(manifest.source_shards),
+        "models": MetadataValue.json(manifest.models),
+        "manifest": MetadataValue.path(store.uri(manifest.path(MANIFEST))),
+        "path": MetadataValue.path(store.uri(manifest.folder)),
+    }
 
 
-def _latest(context: AssetCheckExecutionContext, store) -> dict:
+def _latest(context: AssetCheckExecutionContext, store) -> ReleaseManifest:
     event = context.instance.get_latest_materialization_event(AssetKey("release"))
     meta = event.asset_materialization.metadata
-    return read_manifest(store, meta["name"].value, meta["version"].value)
+    return ReleaseManifest.from_json(
+        read_manifest(store, meta["name"].value, meta["version"].value))
 
 
 @asset_check(asset=release, description="Every file of the latest version matches the sha256 "
@@ -103,7 +112,7 @@ def files_match_manifest(context: AssetCheckExecutionContext,
     manifest = _latest(context, store)
     problems = verify_files(store, manifest)
     return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR, metadata={
-        "version": manifest["version"], "files": len(manifest["files"]),
+        "version": manifest.version, "files": len(manifest.files),
         "problems": "\n".join(problems) or "none"})
 
 
@@ -116,7 +125,7 @@ def no_listed_rows(context: AssetCheckExecutionContext, dataset_store: DatasetSt
     rows = released_rows(store, manifest)
     hits = listed_pairs(rows, load_lists(store), read_ledger(store), safety_policy.policy())
     return AssetCheckResult(passed=not hits, severity=AssetCheckSeverity.ERROR, metadata={
-        "version": manifest["version"], "rows": rows.num_rows,
+        "version": manifest.version, "rows": rows.num_rows,
         "matches": "\n".join(f"{h.rule}: {len(h.index)} ({h.detail[0]})" for h in hits)
         or "none"})
 
@@ -126,8 +135,8 @@ def no_listed_rows(context: AssetCheckExecutionContext, dataset_store: DatasetSt
 def coverage(context: AssetCheckExecutionContext,
              dataset_store: DatasetStoreResource) -> AssetCheckResult:
     manifest = _latest(context, dataset_store.store())
-    per_crawl = manifest["coverage"]
+    per_crawl = manifest.coverage
     partial = {c: v for c, v in per_crawl.items() if v["included"] < v["known"]}
     return AssetCheckResult(passed=not partial, severity=AssetCheckSeverity.WARN, metadata={
-        "version": manifest["version"],
+        "version": manifest.version,
         **{crawl: f"{v['included']}/{v['known']} shards" for crawl, v in per_crawl.items()}})

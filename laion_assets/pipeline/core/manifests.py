@@ -25,6 +25,7 @@ EXTRACTED_PAIRS = "extracted_pairs"
 DOWNLOADED_IMAGES = "downloaded_images"
 CLIP_SCORED_PAIRS = "clip_scored_pairs"
 SAFETY_FILTERED_PAIRS = "safety_filtered_pairs"
+SYNTHETIC_CAPTIONS = "synthetic_captions"  # optional: not in the release funnel
 STAGES = (WARC_SHARDS, EXTRACTED_PAIRS, DOWNLOADED_IMAGES, CLIP_SCORED_PAIRS,
           SAFETY_FILTERED_PAIRS)  # in the order the data flows
 
@@ -225,6 +226,140 @@ class SafetyFilteredPairsManifest(StageManifest):
     @property
     def scores_file(self) -> str:
         return self.files[SCORES_FILE]
+
+
+# the release's funnel: how many items each stage of its source shards holds, in flow order
+FUNNEL = ("html_pages", "candidates", "fetched", "scored", "safe", "released")
+
+
+@dataclass(frozen=True)
+class ShardOutputs:
+    """The committed manifest of every stage of one shard (a release's source)."""
+
+    raw: WarcShardsManifest
+    pairs: ExtractedPairsManifest
+    images: DownloadedImagesManifest
+    scored: ClipScoredPairsManifest
+    safe: SafetyFilteredPairsManifest
+
+    @classmethod
+    def require(cls, store: DatasetStore, shard: str) -> ShardOutputs:
+        """Every stage's manifest; a stage with nothing committed is a `StoreError`."""
+        return cls(*(require_current(store, kind, shard) for kind in MANIFESTS.values()))
+
+    def by_stage(self) -> dict[str, StageManifest]:
+        return dict(zip(STAGES, (self.raw, self.pairs, self.images, self.scored, self.safe),
+                        strict=True))
+
+    def funnel(self) -> dict[str, int]:
+        """The shard's funnel counts (all but `released`), from what its stages hold."""
+        return {"html_pages": self.pairs.html_pages, "candidates": self.pairs.rows,
+                "fetched": self.images.ok, "scored": self.scored.rows, "safe": self.safe.rows}
+
+
+def _funnel(counts: dict[str, int]) -> dict[str, int]:
+    counts = dict(counts)
+    if "pages" in counts:  # written before the count had one name
+        counts.setdefault("html_pages", counts.pop("pages"))
+    return counts
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceShard:
+    """A shard a release version was cut from, with the versions and runs of its stages."""
+
+    shard: str
+    data_version: str
+    run_id: str | None
+    stages: dict[str, dict[str, Any]]
+    counts: dict[str, int]
+    model: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None
+    lists_version: str | None = None
+    ledger_version: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counts", _funnel(self.counts))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseManifest:
+    """`releases/<name>/v<NNNN>/manifest.json`: a committed release version (the commit).
+
+    `counts` is the funnel (`FUNNEL`) summed over the source shards; `files` maps each file
+    of the version to its sha256, bytes and rows.
+    """
+
+    name: str
+    version: int
+    folder: str
+    rows: int
+    parts: int
+    parent: int | None = None
+    created_at: str = ""
+    run_id: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    withheld: dict[str, int] = field(default_factory=dict)
+    removed_by_reason: dict[str, int] = field(default_factory=dict)
+    removed_by_request: dict[str, int] = field(default_factory=dict)
+    changelog: list[str] = field(default_factory=list)
+    coverage: dict[str, dict[str, int]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    source_shards: tuple[SourceShard, ...] = ()
+    models: list[dict[str, Any]] = field(default_factory=list)
+    ledger_version: str = ""
+    lists_version: str = ""
+    policy_at_publish: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counts", _funnel(self.counts))
+        object.__setattr__(self, "source_shards", tuple(
+            s if isinstance(s, SourceShard) else SourceShard(**s) for s in self.source_shards))
+
+    @classmethod
+    def of(cls, value: ReleaseManifest | dict[str, Any]) -> ReleaseManifest:
+        """`value` typed (a manifest dict as `publish_release` builds and returns it)."""
+        return value if isinstance(value, ReleaseManifest) else cls.from_json(value)
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ReleaseManifest:
+        names = {f.name for f in fields(cls)}
+        sources = [{k: v for k, v in s.items() if k in _SOURCE_FIELDS}
+                   for s in value.get("source_shards", [])]
+        try:
+            return cls(**{**{k: v for k, v in value.items() if k in names},
+                          "source_shards": sources})
+        except TypeError as exc:
+            raise ManifestError(f"release manifest {value.get('name')!r} "
+                                f"v{value.get('version')}: {exc}") from exc
+
+    def path(self, name: str) -> str:
+        return posixpath.join(self.folder, name)
+
+
+_SOURCE_FIELDS = {f.name for f in fields(SourceShard)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticCaptionsManifest(StageManifest):
+    """LAION-COCO-style captions of every fetched image (`file`, one row per `url_key`).
+
+    `rows` counts every stored caption row; `carried_over` of them were kept from the
+    previous attempt (same caption identity) and `captioned` were written by this run.
+    """
+
+    STAGE: ClassVar[str] = SYNTHETIC_CAPTIONS
+    rows: int
+    file: str
+    captioned: int
+    carried_over: int
+    failed_decodes: int
+    caption_identity: str
+    captioner: dict[str, Any]
+    ranker: dict[str, Any]
+    generation: dict[str, Any]
+    upstream_data_version: str | None = None
 
 
 MANIFESTS: dict[str, type[StageManifest]] = {m.STAGE: m for m in (

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-STAGE_ORDER = ("pages", "candidates", "fetched", "scored", "safe", "released")
+from laion_assets.pipeline.core.manifests import FUNNEL, ReleaseManifest
+
 STAGE_TEXT = {
-    "pages": "HTML pages read from the WARC files",
+    "html_pages": "HTML pages read from the WARC files",
     "candidates": "image/alt-text pairs extracted (normalised, deduplicated per shard)",
     "fetched": "unique image URLs fetched and verified by decoding",
     "scored": "pairs scored by CLIP",
@@ -15,16 +17,18 @@ STAGE_TEXT = {
 }
 
 
-def dataset_card(manifest: dict) -> str:
+def dataset_card(manifest: ReleaseManifest | dict[str, Any]) -> str:
     """Markdown: what it is, how it was built, counts, filters, limitations, removal requests."""
-    name, version = manifest["name"], manifest["version"]
+    if isinstance(manifest, dict):
+        manifest = ReleaseManifest.from_json(manifest)
+    name, version = manifest.name, manifest.version
     return "\n".join([
         f"# {name} v{version}",
         "",
         f"An image-text dataset in LAION-5B's format, built by laion_assets from Common Crawl "
-        f"style WARC captures. {manifest['rows']:,} rows in {manifest['parts']} parts; "
-        f"published {manifest['created_at']}"
-        + (f", superseding v{manifest['parent']}." if manifest["parent"] else "."),
+        f"style WARC captures. {manifest.rows:,} rows in {manifest.parts} parts; "
+        f"published {manifest.created_at}"
+        + (f", superseding v{manifest.parent}." if manifest.parent else "."),
         "",
         "## Files",
         "",
@@ -38,20 +42,20 @@ def dataset_card(manifest: dict) -> str:
         "",
         "## How it was built",
         "",
-        *_counts(manifest["counts"]),
+        *_counts(manifest.counts),
         "",
         "## Models",
         "",
         *[f"- CLIP `{m.get('model')}` weights `{m.get('pretrained')}` (sha256 "
-          f"`{str(m.get('weights_sha256'))[:16]}`)" for m in manifest["models"] if m],
+          f"`{str(m.get('weights_sha256'))[:16]}`)" for m in manifest.models if m],
         "",
         "## Filters and thresholds",
         "",
-        *_filters(manifest["policy_at_publish"]),
+        *_filters(manifest.policy_at_publish),
         "",
         "## Changes",
         "",
-        *[f"- {line}" for line in manifest["changelog"]],
+        *[f"- {line}" for line in manifest.changelog],
         "",
         "## Known limitations",
         "",
@@ -72,7 +76,7 @@ def dataset_card(manifest: dict) -> str:
 
 
 def _counts(counts: dict) -> list[str]:
-    return [f"- {STAGE_TEXT[k]}: {counts.get(k, 0):,}" for k in STAGE_ORDER]
+    return [f"- {STAGE_TEXT[k]}: {counts.get(k, 0):,}" for k in FUNNEL]
 
 
 def _filters(policy: dict) -> list[str]:

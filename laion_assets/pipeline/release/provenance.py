@@ -37,6 +37,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from laion_assets.pipeline.core.manifests import (
+    STAGES,
+    ClipScoredPairsManifest,
+    DownloadedImagesManifest,
+    ExtractedPairsManifest,
+    ReleaseManifest,
+    SafetyFilteredPairsManifest,
+    StageManifest,
+    read_current,
+)
 from laion_assets.pipeline.core.store import DatasetStore
 from laion_assets.pipeline.formats.charset import decode_html
 from laion_assets.pipeline.formats.html import choose_url, image_attributes
@@ -51,13 +61,12 @@ from laion_assets.pipeline.release.publish import (
     known_crawls,
     list_releases,
     list_versions,
-    read_manifest,
+    read_release,
     version_folder,
 )
 from laion_assets.pipeline.shards.drops import open_uri, registered_shards
 
 KINDS = ("url", "hash", "sha256", "domain")
-STAGES = ("extracted_pairs", "downloaded_images", "clip_scored_pairs", "safety_filtered_pairs")
 FETCH_FIELDS = ("status", "reason", "detail", "source", "http_status", "content_type", "bytes",
                 "width", "height", "format", "sha256", "md5", "sha1", "pdq", "pdq_quality",
                 "fetched_at", "attempts", "transient")
@@ -78,11 +87,32 @@ class ProvenanceError(ValueError):
     """Nothing matches, or the question is malformed; the message names what was missing."""
 
 
+@dataclass(frozen=True)
+class _ShardManifests:
+    """The committed manifests of one shard's stages after `warc_shards` (None: none)."""
+
+    extracted: ExtractedPairsManifest | None = None
+    images: DownloadedImagesManifest | None = None
+    scored: ClipScoredPairsManifest | None = None
+    safety: SafetyFilteredPairsManifest | None = None
+
+    @classmethod
+    def read(cls, store: DatasetStore, shard: str) -> _ShardManifests:
+        return cls(read_current(store, ExtractedPairsManifest, shard),
+                   read_current(store, DownloadedImagesManifest, shard),
+                   read_current(store, ClipScoredPairsManifest, shard),
+                   read_current(store, SafetyFilteredPairsManifest, shard))
+
+    def by_stage(self) -> dict[str, StageManifest | None]:
+        return dict(zip(STAGES[1:], (self.extracted, self.images, self.scored, self.safety),
+                        strict=True))
+
+
 @dataclass
 class _Version:
     name: str
     version: int
-    manifest: dict
+    manifest: ReleaseManifest
     rows: dict[int, dict] = field(default_factory=dict)  # hash -> data + provenance row
     index: ReleaseIndex | None = None
     error: str | None = None
@@ -174,8 +204,8 @@ def _search_releases(store: DatasetStore, kind: str, canonical: Any) -> list[_Ve
     found = []
     for name in list_releases(store):
         for number in list_versions(store, name):
-            manifest = read_manifest(store, name, number)
-            folder = manifest.get("folder") or version_folder(name, number)
+            manifest = read_release(store, name, number)
+            folder = manifest.folder or version_folder(name, number)
             index = ReleaseIndex(lambda rel, folder=folder: store.open(f"{folder}/{rel}"))
             version = _Version(name, number, manifest, index=index)
             try:
@@ -190,8 +220,8 @@ def _search_releases(store: DatasetStore, kind: str, canonical: Any) -> list[_Ve
 def _removed(store: DatasetStore, version: _Version, pids: set[int]) -> dict[int, dict]:
     if version.removed is None:
         version.removed = {}
-        path = f"{version.manifest.get('folder')}/removed.parquet"
-        if version.manifest.get("parent") is not None and store.exists(path):
+        path = version.manifest.path("removed.parquet")
+        if version.manifest.parent is not None and store.exists(path):
             table = _read_where(store, path, "hash", lambda c: pc.is_in(c, pa.array(
                 sorted(pids), pa.int64())))
             version.removed = {row["hash"]: row for row in table.to_pylist()}
@@ -203,8 +233,8 @@ def _release_entries(store: DatasetStore, pid: int, versions: list[_Version],
     entries, removed_in = [], None
     for version in versions:
         entry = {"name": version.name, "version": version.version,
-                 "run_id": version.manifest.get("run_id"),
-                 "created_at": version.manifest.get("created_at")}
+                 "run_id": version.manifest.run_id,
+                 "created_at": version.manifest.created_at}
         row = version.rows.get(pid)
         if version.error:
             entry.update(status="unknown", error=version.error)
@@ -248,31 +278,31 @@ def _scan_shards(store: DatasetStore, kind: str, canonical: Any,
     crawls, keys = _shard_keys(store, only)
     scan = _Scan(crawls=crawls)
     for key in keys:
-        pairs = store.current("extracted_pairs", key)
+        pairs = read_current(store, ExtractedPairsManifest, key)
         if pairs is None:
             scan.missing.append(key)
             continue
         scan.shards += 1
         if kind == "sha256":
-            images = store.current("downloaded_images", key)
+            images = read_current(store, DownloadedImagesManifest, key)
             if images is None:
                 continue
-            fetched = _read_where(store, images["results_file"], "sha256",
+            fetched = _read_where(store, images.results_file, "sha256",
                                   lambda c: pc.equal(c, canonical), columns=["url"])
             urls = fetched.column("url").to_pylist()
             if not urls:
                 continue
-            table = _read_where(store, pairs["file"], "url",
+            table = _read_where(store, pairs.file, "url",
                                 lambda c, u=urls: pc.is_in(c, pa.array(u, pa.string())))
         elif kind == "url":
-            table = _read_where(store, pairs["file"], "url", lambda c: pc.equal(c, canonical))
+            table = _read_where(store, pairs.file, "url", lambda c: pc.equal(c, canonical))
         elif kind == "hash":
-            table = _read_where(store, pairs["file"], "pair_id",
+            table = _read_where(store, pairs.file, "pair_id",
                                 lambda c: pc.equal(c, pa.scalar(canonical, pa.int64())),
                                 equals=canonical)
         else:
             pattern = f"^https?://{re.escape(canonical)}(:[0-9]+)?(/|$)"
-            table = _read_where(store, pairs["file"], "url",
+            table = _read_where(store, pairs.file, "url",
                                 lambda c, p=pattern: pc.match_substring_regex(c, p))
         for row in table.to_pylist():
             scan.rows[(row["pair_id"], key)] = row
@@ -319,41 +349,40 @@ def _shard_facts(store: DatasetStore, shard: str | None, pids: list[int], urls: 
     if shard is None:
         for pid in pids:
             facts[pid]["missing"].append("the release row names no shard")
-            facts[pid]["manifests"] = {}
+            facts[pid]["manifests"] = _ShardManifests()
         return facts
-    manifests = {stage: store.current(stage, shard) for stage in STAGES}
+    manifests = _ShardManifests.read(store, shard)
     for pid in pids:
         facts[pid]["manifests"] = manifests
-        for stage, manifest in manifests.items():
+        for stage, manifest in manifests.by_stage().items():
             if manifest is None:
                 facts[pid]["missing"].append(f"{stage}: nothing committed for shard {shard}")
-    extracted = manifests["extracted_pairs"]
+    extracted = manifests.extracted
     need = [p for p in pids if facts[p]["pair"] is None]
     if extracted is not None and need:
-        table = _read_where(store, extracted["file"], "pair_id",
+        table = _read_where(store, extracted.file, "pair_id",
                             lambda c: pc.is_in(c, pa.array(need, pa.int64())))
         for row in table.to_pylist():
             facts[row["pair_id"]]["pair"] = row
     fetch: dict[str, dict] = {}
-    images = manifests["downloaded_images"]
+    images = manifests.images
     if images is not None:
-        table = _read_where(store, images["results_file"], "url",
+        table = _read_where(store, images.results_file, "url",
                             lambda c: pc.is_in(c, pa.array(sorted(urls), pa.string())))
         fetch = {row["url"]: row for row in table.to_pylist()}
     scored: dict[int, dict] = {}
-    clip = manifests["clip_scored_pairs"]
+    clip = manifests.scored
     if clip is not None:
-        ids_path = clip.get("files", {}).get("ids.parquet", f"{clip['folder']}/ids.parquet")
-        table = _read_where(store, ids_path, "pair_id", lambda c: pc.is_in(c, ids))
+        table = _read_where(store, clip.ids_file, "pair_id", lambda c: pc.is_in(c, ids))
         scored = {row["pair_id"]: row for row in table.to_pylist()}
     scores: dict[int, dict] = {}
     exclusions: dict[int, list[dict]] = {}
-    safety = manifests["safety_filtered_pairs"]
+    safety = manifests.safety
     if safety is not None:
-        table = _read_where(store, safety["files"]["scores.parquet"], "pair_id",
+        table = _read_where(store, safety.scores_file, "pair_id",
                             lambda c: pc.is_in(c, ids))
         scores = {row["pair_id"]: row for row in table.to_pylist()}
-        table = _read_where(store, safety["files"]["exclusions.parquet"], "pair_id",
+        table = _read_where(store, safety.exclusions_file, "pair_id",
                             lambda c: pc.is_in(c, ids))
         for row in table.to_pylist():
             exclusions.setdefault(row["pair_id"], []).append(
@@ -377,7 +406,7 @@ def _record(pid: int, seen: dict, facts: dict, versions: list[_Version],
     pair = facts.get("pair")
     held = [v for v in versions if pid in v.rows]
     latest = held[-1].rows[pid] if held else None
-    manifests = facts.get("manifests", {})
+    manifests = facts.get("manifests") or _ShardManifests()
     source = pair or {}
     if pair is None and latest is not None:  # the shard's outputs are gone: the release's
         location = [(latest["part"], latest["row"])]
@@ -386,15 +415,15 @@ def _record(pid: int, seen: dict, facts: dict, versions: list[_Version],
     warc["shard"] = seen.get("shard")
     fetch_row = facts.get("fetch")
     scores = facts.get("scores")
-    safety = manifests.get("safety_filtered_pairs")
+    safety = manifests.safety
     if scores is not None:
         decision = "passed" if scores["passed"] else "excluded"
     elif safety is None:
         decision = "not filtered (safety_filtered_pairs not committed)"
     else:
         decision = "not a candidate of the current safety output"
-    clip_manifest = manifests.get("clip_scored_pairs")
-    model = (clip_manifest or {}).get("model")
+    clip_manifest = manifests.scored
+    model = clip_manifest.model if clip_manifest is not None else None
     if model is None and latest and latest.get("model"):
         model = json.loads(latest["model"])
     released = None
@@ -422,9 +451,10 @@ def _record(pid: int, seen: dict, facts: dict, versions: list[_Version],
                                                  if k in fetch_row},
         "warc": warc,
         "runs": {stage: None if m is None else {
-            "run_id": m.get("run_id"), "data_version": m.get("data_version"),
-            "folder": store.uri(m["folder"]) if m.get("folder") else None,
-            "committed_at": m.get("committed_at")} for stage, m in manifests.items()},
+            "run_id": m.run_id or None, "data_version": m.data_version,
+            "folder": store.uri(m.folder) if m.folder else None,
+            "committed_at": m.committed_at or None}
+            for stage, m in manifests.by_stage().items()},
         "missing": facts.get("missing", []),
     }
 

@@ -24,14 +24,23 @@ image happens elsewhere.
 - ``invalid_response``: the server's reply is not valid HTTP
 - ``invalid_url``: unparsable URL, bad host, credentials in the URL, bad redirect Location
 - ``unsupported_scheme``: not http or https
+- ``host_budget_exhausted``: the host's 429/503 backoff used up ``host_budget_seconds``; its
+  remaining URLs end at once so that one throttling host cannot hold a shard for hours
 
-`transient` is True for timeouts, connection errors, temporary DNS failures and HTTP 408,
-429 and 5xx; those are retried up to ``retries`` times within the run.
+`transient` is True for timeouts, connection errors, temporary DNS failures, HTTP 408, 429
+and 5xx, and ``host_budget_exhausted``; the first ones are retried up to ``retries`` times
+within the run, and all of them in the download stage's next run.
+
+Each call (one shard) gives every host a budget of backoff time: waits imposed by its 429
+and 503 answers (Retry-After, else exponential backoff) are added up, and a wait that would
+take the sum past ``host_budget_seconds`` exhausts the host instead. Other hosts proceed
+meanwhile: only the throttled host's requests wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import re
@@ -90,6 +99,7 @@ class LiveFetchConfig:
     retries: int = 2  # for 408, 429, 5xx, timeouts, connection errors
     backoff_seconds: float = 1.0  # base of exponential backoff; Retry-After overrides
     max_retry_after: float = 60.0  # cap on any wait, Retry-After included
+    host_budget_seconds: float = 300.0  # a host's 429/503 backoff per call (shard), in total
     allowed_networks: tuple[str, ...] = ()  # CIDRs exempt from the address policy
 
     def __post_init__(self) -> None:
@@ -97,8 +107,9 @@ class LiveFetchConfig:
         times = (self.connect_timeout, self.read_timeout, self.total_timeout)
         if min(counts) < 1 or min(times) <= 0:
             raise ValueError("concurrency limits must be >= 1 and timeouts > 0")
-        if min(self.max_bytes, self.max_redirects, self.retries) < 0:
-            raise ValueError("max_bytes, max_redirects and retries must be >= 0")
+        if min(self.max_bytes, self.max_redirects, self.retries, self.host_budget_seconds) < 0:
+            raise ValueError("max_bytes, max_redirects, retries and host_budget_seconds must "
+                             "be >= 0")
         AddressPolicy(self.allowed_networks)  # fails early on a malformed CIDR
 
     @property
@@ -301,32 +312,68 @@ class _HostSlot:
 
 
 class _HostGate:
-    """Per-host concurrency and backoff; idle entries are dropped so memory stays bounded."""
+    """Per-host concurrency, backoff and backoff budget; idle slots are dropped."""
 
-    def __init__(self, per_host: int) -> None:
+    def __init__(self, per_host: int, budget: float) -> None:
         self._per_host = per_host
+        self._budget = budget
         self._slots: dict[str, _HostSlot] = {}
         self._until: dict[str, float] = {}
+        self._spent: Counter[str] = Counter()  # backoff seconds imposed per host
+        self._exhausted: set[str] = set()
+        self._changed = asyncio.Event()  # set when a host is exhausted: sleepers re-check
 
     @asynccontextmanager
     async def slot(self, host: str) -> AsyncIterator[None]:
-        """Hold one of `host`'s slots, after any backoff imposed on it has passed."""
+        """Hold one of `host`'s slots, after any backoff imposed on it has passed.
+
+        Raises _Failure(host_budget_exhausted) once the host's budget is spent, waking any
+        request that was waiting out its backoff.
+        """
+        self.check(host)
         entry = self._slots.setdefault(host, _HostSlot(asyncio.Semaphore(self._per_host)))
         entry.users += 1
         try:
             async with entry.semaphore:
                 while (wait := self.wait_for(host)) > 0:
-                    await asyncio.sleep(wait)
+                    self.check(host)
+                    changed = self._changed
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), wait)
+                self.check(host)
                 yield
         finally:
             entry.users -= 1
             if not entry.users:
                 del self._slots[host]
 
+    def check(self, host: str, status: int | None = None) -> None:
+        """Raise _Failure(host_budget_exhausted) if `host` has spent its backoff budget."""
+        if host in self._exhausted:
+            raise _Failure("host_budget_exhausted", f"{host} spent its {self._budget:g}s "
+                           "budget waiting out 429/503 backoff; retried in the next run",
+                           transient=True, status=status)
+
     def back_off(self, host: str, seconds: float) -> None:
-        """Make every request to `host` wait `seconds` from now."""
-        until = time.monotonic() + seconds
-        self._until[host] = max(until, self._until.get(host, 0.0))
+        """Make every request to `host` wait `seconds` from now, or exhaust its budget."""
+        now = time.monotonic()
+        current = max(self._until.get(host, now), now)
+        added = max(now + seconds - current, 0.0)
+        if self._spent[host] + added > self._budget:
+            self.exhaust(host)
+            return
+        self._spent[host] += added
+        self._until[host] = current + added
+
+    def exhaust(self, host: str) -> None:
+        """End every pending and waiting request to `host` (its budget is spent)."""
+        self._exhausted.add(host)
+        self._until.pop(host, None)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def exhausted(self, host: str) -> bool:
+        return host in self._exhausted
 
     def wait_for(self, host: str) -> float:
         """Seconds until `host` may be contacted again (0 when it may now)."""
@@ -433,7 +480,7 @@ class _Fetcher:
     connections: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
-        self.gate = _HostGate(self.config.per_host_concurrency)
+        self.gate = _HostGate(self.config.per_host_concurrency, self.config.host_budget_seconds)
         self.connections = asyncio.Semaphore(self.config.max_concurrency)
 
     def backoff(self, attempt: int) -> float:
@@ -471,6 +518,8 @@ class _Fetcher:
         for attempt in itertools.count(1):
             outcome = await self.attempt(url, attempt)
             if outcome.reason is None or not outcome.transient or attempt > self.config.retries:
+                return outcome.result(url, attempt)
+            if outcome.reason == "host_budget_exhausted":
                 return outcome.result(url, attempt)
             if outcome.status not in _HOST_BACKOFF_STATUSES:  # those wait in the host gate
                 await asyncio.sleep(self.backoff(attempt))
@@ -518,6 +567,7 @@ class _Fetcher:
                 return _Redirect(resp.status, _redirect_target(url, location, resp.status))
             if resp.status in _HOST_BACKOFF_STATUSES:
                 self.gate.back_off(host, self.retry_delay(resp.headers, attempt))
+                self.gate.check(host, resp.status)
             return await self.final(resp, url)
 
     def retry_delay(self, headers: CIMultiDictProxy[str], attempt: int) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 
@@ -474,3 +475,35 @@ def test_config_is_validated():
         LiveFetchConfig(max_concurrency=0)
     with pytest.raises(ValueError):
         LiveFetchConfig(allowed_networks=("not-a-network",))
+    with pytest.raises(ValueError, match="host_budget_seconds"):
+        LiveFetchConfig(host_budget_seconds=-1)
+
+
+# -- a throttling host's budget ---------------------------------------------------------------
+
+
+def test_a_throttling_host_ends_within_its_budget_while_others_proceed(loopback_server):
+    """127.0.0.2 answers 429 (Retry-After: 1) forever: its URLs end as host_budget_exhausted
+    once the next wait would take its backoff past 3 s, instead of retrying for minutes;
+    127.0.0.1 completes meanwhile."""
+    data = image_bytes("PNG")
+    fast = loopback_server.route("/img", slow(0.05, data))
+    with http_server.LoopbackServer("127.0.0.2") as throttling:
+        busy = throttling.route("/img", static(status=429, headers={"Retry-After": "1"}))
+        config = LiveFetchConfig(allowed_networks=("127.0.0.0/8",), per_host_concurrency=2,
+                                 retries=10, host_budget_seconds=3.0)
+        urls = [f"{busy}?i={i}" for i in range(40)] + [f"{fast}?i={i}" for i in range(10)]
+        arrivals: list[tuple[float, LiveFetchResult]] = []
+        start = time.monotonic()
+        fetch_live_sync(urls, config, lambda r: arrivals.append((time.monotonic(), r)))
+        elapsed = time.monotonic() - start
+        requests_to_busy = len(throttling.requests)
+    slow_host = [(t, r) for t, r in arrivals if r.url.startswith(busy)]
+    fast_host = [(t, r) for t, r in arrivals if r.url.startswith(fast)]
+    assert len(slow_host) == 40 and len(fast_host) == 10
+    assert all(r.ok and r.body == data for _, r in fast_host)
+    assert {(r.reason, r.transient) for _, r in slow_host} == {("host_budget_exhausted", True)}
+    assert "127.0.0.2 spent its 3s budget" in slow_host[0][1].detail
+    assert max(t for t, _ in fast_host) < min(t for t, _ in slow_host)  # not held behind it
+    assert elapsed < 3.0 + 1.5  # the budget, not 40 URLs x 10 retries of Retry-After
+    assert 4 <= requests_to_busy <= 8  # it waited and retried, two at a time, then stopped

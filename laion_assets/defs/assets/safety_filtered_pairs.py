@@ -74,6 +74,8 @@ def _metadata(manifest: SafetyFilteredPairsManifest) -> dict:
             histogram_md(histograms["punsafe"], "punsafe", ".1f")),
         "pwatermark_histogram": MetadataValue.md(
             histogram_md(histograms["pwatermark"], "pwatermark", ".1f")),
+        **{f"{name}_histogram": MetadataValue.md(histogram_md(histograms[name], name, ".1f"))
+           for name in ("aesthetic", "pviolence") if name in histograms},  # LAION's heads
         "lists": MetadataValue.json(manifest.lists),
         "redacted_captions": manifest.redacted,
         "safety_models": MetadataValue.json(manifest.safety_models),

@@ -58,6 +58,7 @@ from laion_assets.pipeline.core.manifests import (
     ReleaseManifest,
     SafetyFilteredPairsManifest,
     ShardOutputs,
+    SourceShard,
     require_current,
 )
 from laion_assets.pipeline.core.store import DatasetStore, StoreError
@@ -315,7 +316,7 @@ class _Written:
     """A version's files as written, before its card and manifest."""
 
     publisher: _Publisher
-    sources: list[dict]
+    sources: list[SourceShard]
     coverage: dict
     withheld: Counter
     removed: Counter
@@ -429,8 +430,8 @@ def _write_rows(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext,
     seen_pairs: set[int] = set()
     seen_images: set[str] = set()
     if config.parent_version:
-        kept = read_manifest(store, config.name, config.parent_version)
-        sources, coverage = kept["source_shards"], kept["coverage"]
+        kept = read_release(store, config.name, config.parent_version)
+        sources, coverage = list(kept.source_shards), kept.coverage
         _add_parent_rows(store, kept, publisher, ctx, seen_pairs, withheld, withheld_rows)
     else:
         shards, coverage = select_shards(store, config)
@@ -462,12 +463,12 @@ def _describe(config: ReleaseConfig, version: int, parent: int | None, written: 
     return manifest
 
 
-def _add_parent_rows(store: DatasetStore, parent: dict, publisher: _Publisher,
+def _add_parent_rows(store: DatasetStore, parent: ReleaseManifest, publisher: _Publisher,
                      ctx: PublishContext, kept: set[int], withheld: Counter,
                      withheld_rows: dict) -> None:
     """The parent version's rows, part by part, less those the lists and the ledger match."""
-    folder = parent["folder"]
-    for part in range(parent["parts"]):
+    folder = parent.folder
+    for part in range(parent.parts):
         name = f"part-{part:05d}"
         data = store.read_parquet(f"{folder}/data/{name}.parquet")
         provenance = store.read_parquet(f"{folder}/provenance/{name}.parquet")
@@ -501,15 +502,15 @@ def _read_npy(store: DatasetStore, relative: str) -> np.ndarray:
         return np.lib.format.read_array(handle)
 
 
-def _source_entry(shard: str, manifests: ShardOutputs) -> dict:
-    """The manifest's `source_shards` entry (`SourceShard`) of one shard."""
+def _source_entry(shard: str, manifests: ShardOutputs) -> SourceShard:
+    """The manifest's `source_shards` entry of one shard."""
     safety = manifests.safe
-    return {"shard": shard, "data_version": safety.data_version, "run_id": safety.run_id,
-            "stages": {s: {"run_id": m.run_id, "data_version": m.data_version}
-                       for s, m in manifests.by_stage().items()},
-            "counts": manifests.funnel(), "model": safety.model,
-            "policy": safety.policy, "lists_version": safety.lists_version,
-            "ledger_version": safety.ledger_version}
+    return SourceShard(
+        shard=shard, data_version=safety.data_version, run_id=safety.run_id,
+        stages={s: {"run_id": m.run_id, "data_version": m.data_version}
+                for s, m in manifests.by_stage().items()},
+        counts=manifests.funnel(), model=safety.model, policy=safety.policy,
+        lists_version=safety.lists_version, ledger_version=safety.ledger_version)
 
 
 def _add_shard(store: DatasetStore, manifests: ShardOutputs, publisher: _Publisher,
@@ -581,12 +582,13 @@ def read_parts(store: DatasetStore, folder: str, parts: int, provenance: tuple[s
 
 
 def _write_removed(store: DatasetStore, name: str, parent: int | None, publisher: _Publisher,
-                   kept: set[int], withheld_rows: dict, sources: list[dict]) -> Counter:
+                   kept: set[int], withheld_rows: dict, sources: list[SourceShard]
+                   ) -> Counter:
     # returns removals counted by (rule, reason)
     """`removed.parquet`: the parent's rows not in this version, each with its reason."""
     rows: list[tuple[int, str]] = []
     if parent is not None:
-        parent_parts = read_manifest(store, name, parent)["parts"]
+        parent_parts = read_release(store, name, parent).parts
         for _, table in read_parts(store, version_folder(name, parent), parent_parts):
             rows.extend((h, u) for h, u in zip(table.column("hash").to_pylist(),
                                                table.column("URL").to_pylist(), strict=True)
@@ -605,14 +607,14 @@ def _write_removed(store: DatasetStore, name: str, parent: int | None, publisher
     return counts
 
 
-def _safety_exclusions(store: DatasetStore, sources: list[dict], wanted: set[int]
+def _safety_exclusions(store: DatasetStore, sources: list[SourceShard], wanted: set[int]
                        ) -> dict[int, tuple[str, str]]:
     """(rule, detail) for pairs the source shards' safety stage now excludes."""
     found: dict[int, tuple[str, str]] = {}
     if not wanted:
         return found
     for source in sources:
-        manifest = require_current(store, SafetyFilteredPairsManifest, source["shard"])
+        manifest = require_current(store, SafetyFilteredPairsManifest, source.shard)
         table = store.read_parquet(manifest.exclusions_file)
         for pid, rule, detail in zip(table.column("pair_id").to_pylist(),
                                      table.column("rule").to_pylist(),
@@ -623,13 +625,13 @@ def _safety_exclusions(store: DatasetStore, sources: list[dict], wanted: set[int
 
 
 def _manifest(config: ReleaseConfig, version: int, parent: int | None, folder: str,
-              publisher: _Publisher, sources: list[dict], coverage: dict, withheld: Counter,
-              removed: Counter, ctx: PublishContext) -> dict:
+              publisher: _Publisher, sources: list[SourceShard], coverage: dict,
+              withheld: Counter, removed: Counter, ctx: PublishContext) -> dict:
     counts = Counter()
     for source in sources:
-        counts.update(source["counts"])
+        counts.update(source.counts)
     counts["released"] = publisher.rows
-    models = {json.dumps(s["model"], sort_keys=True) for s in sources}
+    models = {json.dumps(s.model, sort_keys=True) for s in sources}
     by_rule = Counter()
     for (rule, _), n in removed.items():
         by_rule[rule] += n
@@ -649,7 +651,8 @@ def _manifest(config: ReleaseConfig, version: int, parent: int | None, folder: s
         "counts": dict(counts), "withheld": dict(withheld), "removed_by_reason": dict(by_rule),
         "removed_by_request": {f"{rule}: {reason}": n for (rule, reason), n in removed.items()},
         "changelog": changelog, "coverage": coverage, "config": asdict(config),
-        "source_shards": sources, "models": [json.loads(m) for m in sorted(models)],
+        "source_shards": [asdict(s) for s in sources],
+        "models": [json.loads(m) for m in sorted(models)],
         "ledger_version": ledger_version(ctx.ledger), "lists_version": ctx.lists.version,
         "policy_at_publish": ctx.policy.to_dict(), "files": {},
     }

@@ -44,6 +44,9 @@ class NsfwRules:
     """`punsafe` from an MLP head (if a weights file is set) or zero-shot concepts; keywords."""
 
     head: str | None = None  # torch weights file (local path or fsspec URI) of LAION's MLP
+    # without a file: LAION's detector shipped for the CLIP model (ViT-B/32, ViT-L/14), when
+    # one fits; zero-shot concepts otherwise or when this is off
+    laion_head: bool = True
     threshold: float = 0.45  # Re-LAION "research-safe"
     concepts: tuple[Concept, ...] = DEFAULT_NSFW_CONCEPTS
     minor_concepts: tuple[Concept, ...] = DEFAULT_MINOR_CONCEPTS
@@ -64,10 +67,31 @@ class WatermarkRules:
 
 
 @dataclass(frozen=True)
+class AestheticRules:
+    """`aesthetic` from LAION-Aesthetics (v2 on ViT-L/14, v1 on ViT-B/32 and B/16) where a head
+    fits the CLIP model; an optional floor (LAION-Aesthetics subsets: 5, 6, 6.5)."""
+
+    enabled: bool = True
+    min_score: float | None = None  # exclude pairs scoring below it; None: score only
+
+
+@dataclass(frozen=True)
+class ViolenceRules:
+    """`pviolence` from clip-retrieval's violence detector (two prompt embeddings per model):
+    above 0.5 exactly when clip-retrieval flags the image. Excluding is optional."""
+
+    enabled: bool = True
+    exclude: bool = False
+    threshold: float = 0.5  # clip-retrieval's argmax
+
+
+@dataclass(frozen=True)
 class SafetyPolicy:
     quality: QualityRules = field(default_factory=QualityRules)
     nsfw: NsfwRules = field(default_factory=NsfwRules)
     watermark: WatermarkRules = field(default_factory=WatermarkRules)
+    aesthetic: AestheticRules = field(default_factory=AestheticRules)
+    violence: ViolenceRules = field(default_factory=ViolenceRules)
     personal_data: str = "drop"  # e-mail addresses and phone numbers in captions
     pdq_max_distance: int = 31
     pdq_min_quality: int = 50
@@ -86,6 +110,14 @@ class SafetyPolicy:
             raise ValueError(f"pdq_min_quality {self.pdq_min_quality}: expected 0..100")
         if not 0 <= self.pdq_max_distance <= 128:
             raise ValueError(f"pdq_max_distance {self.pdq_max_distance}: expected 0..128")
+        if not 0 < self.violence.threshold < 1:
+            raise ValueError(f"violence threshold {self.violence.threshold}: expected (0, 1)")
+
+    def head_kinds(self) -> tuple[str, ...]:
+        """Which of LAION's shipped heads the policy asks for (where one fits the model)."""
+        wanted = (("nsfw", self.nsfw.laion_head and not self.nsfw.head),
+                  ("aesthetic", self.aesthetic.enabled), ("violence", self.violence.enabled))
+        return tuple(kind for kind, on in wanted if on)
 
     def to_dict(self) -> dict:
         """The thresholds in force, for manifests and the UI."""
@@ -100,7 +132,13 @@ class SafetyPolicy:
                       else {quality.similarity_mode: quality.top_fraction})
         return {
             "similarity": similarity, "punsafe": nsfw.threshold,
-            "nsfw": "head" if nsfw.head else "zero-shot",
+            "nsfw": "head" if nsfw.head else (
+                "LAION's detector where it fits the model, else zero-shot" if nsfw.laion_head
+                else "zero-shot"),
+            "aesthetic": _score_rule(self.aesthetic.enabled, self.aesthetic.min_score, ">="),
+            "pviolence": _score_rule(self.violence.enabled,
+                                     self.violence.threshold if self.violence.exclude else None,
+                                     "<="),
             "pwatermark": watermark.threshold if watermark.enabled else "off",
             "min_side": quality.min_side, "min_bytes": quality.min_bytes,
             "max_aspect_ratio": quality.max_aspect_ratio,
@@ -108,3 +146,9 @@ class SafetyPolicy:
             "personal_data": self.personal_data,
             "pdq": {"max_distance": self.pdq_max_distance, "min_quality": self.pdq_min_quality},
         }
+
+
+def _score_rule(enabled: bool, bound: float | None, keep: str) -> str:
+    if not enabled:
+        return "off"
+    return "score only" if bound is None else f"keep {keep} {bound:g}"

@@ -63,6 +63,10 @@ class ModelScores:
     minor_concept: list[str | None]  # the minor concept that fired, if any
     pwatermark: np.ndarray
     pwatermark_detail: list[str]
+    # LAION's heads where one fits the CLIP model (None: no head; NaN: not scored)
+    aesthetic: np.ndarray | None = None
+    pviolence: np.ndarray | None = None
+    head_detail: dict[str, str] = field(default_factory=dict)  # score -> the head that gave it
 
 
 @dataclass
@@ -302,6 +306,27 @@ def watermark_rule(ctx: RuleContext) -> list[Hits]:
     return [hits]
 
 
+def aesthetic_rule(ctx: RuleContext) -> list[Hits]:
+    """LAION-Aesthetics floor: a scored pair below `min_score` is excluded."""
+    floor, s, hits = ctx.policy.aesthetic.min_score, ctx.scores, Hits("aesthetic")
+    if floor is not None and s.aesthetic is not None:
+        head = s.head_detail.get("aesthetic", "aesthetic head")
+        for i in np.flatnonzero(s.aesthetic < floor):  # False for NaN (not scored)
+            hits.add(int(i), f"aesthetic < {floor:g} ({head})", f"{s.aesthetic[i]:.3f}")
+    return [hits]
+
+
+def violence_rule(ctx: RuleContext) -> list[Hits]:
+    """clip-retrieval's violence detector: pviolence above the threshold is excluded."""
+    rules, s, hits = ctx.policy.violence, ctx.scores, Hits("violence")
+    if rules.exclude and s.pviolence is not None:
+        head = s.head_detail.get("pviolence", "violence prompts")
+        for i in np.flatnonzero(s.pviolence > rules.threshold):
+            hits.add(int(i), f"pviolence > {rules.threshold:g} ({head})",
+                     f"{s.pviolence[i]:.4f}")
+    return [hits]
+
+
 def personal_data_rule(ctx: RuleContext) -> list[Hits]:
     hits = Hits("personal_data")
     if ctx.policy.personal_data == "drop":
@@ -320,5 +345,6 @@ def _mask(value: str) -> str:
 
 RULES: tuple[Rule, ...] = (
     fetch_rule, hash_list_rule, url_list_rule, takedown_rule, opt_out_rule, similarity_rule,
-    image_rule, text_length_rule, nsfw_rule, watermark_rule, personal_data_rule,
+    image_rule, text_length_rule, nsfw_rule, watermark_rule, aesthetic_rule, violence_rule,
+    personal_data_rule,
 )

@@ -48,6 +48,7 @@ def run(store: DatasetStore, shard: str, *, policy: SafetyPolicy, lists: SafetyL
         open_tar=lambda name: store.open(images.path(name)))
     log(f"shard {shard}: {inputs.pairs.num_rows} candidates; lists {lists.sizes()}; "
         f"{len(ledger)} takedowns")
+    models = models.with_heads(model_identity, policy)  # LAION's heads that fit the model
     version = fingerprint(scored.data_version, images.data_version, pairs.data_version,
                           policy.to_dict(), lists.version, ledger_version(ledger),
                           models.identity())

@@ -13,7 +13,7 @@ scored and no rule excludes it; otherwise each rule that hit it is a row of
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 import numpy as np
@@ -38,9 +38,11 @@ from laion_assets.pipeline.safety.rules import (
 )
 from laion_assets.pipeline.safety.takedowns import Takedown
 from laion_assets.pipeline.safety.watermark import WatermarkModel
+from laion_assets.pipeline.scoring.heads import ClipHeads
 from laion_assets.pipeline.scoring.stage import histogram
 
 PROBABILITY_BINS = np.linspace(0.0, 1.0, 11)
+AESTHETIC_BINS = np.linspace(0.0, 10.0, 11)  # LAION-Aesthetics scores are about 1..10
 FETCH_COLUMNS = ("url_key", "status", "reason", "detail", "source", "fetched_at", "bytes",
                  "width", "height", "sha256", "md5", "sha1", "pdq", "pdq_quality", "tar")
 SAFE_PAIRS_SCHEMA = pa.schema([
@@ -54,6 +56,7 @@ SAFE_PAIRS_SCHEMA = pa.schema([
     ("pdq", pa.string()), ("pdq_quality", pa.int32()), ("fetch_source", pa.string()),
     ("fetched_at", pa.timestamp("ms", tz="UTC")), ("similarity", pa.float32()),
     ("punsafe", pa.float32()), ("pwatermark", pa.float32()),
+    ("aesthetic", pa.float32()), ("pviolence", pa.float32()),
 ])
 EXCLUSIONS_SCHEMA = pa.schema([
     pa.field("pair_id", pa.int64(), nullable=False),
@@ -67,6 +70,8 @@ SCORES_SCHEMA = pa.schema([
     pa.field("similarity", pa.float32()),
     pa.field("punsafe", pa.float32()),
     pa.field("pwatermark", pa.float32()),
+    pa.field("aesthetic", pa.float32()),
+    pa.field("pviolence", pa.float32()),
     pa.field("rules", pa.string()),  # comma-separated rules that hit the pair
 ])
 
@@ -78,11 +83,24 @@ class SafetyModels:
     encode_texts: Callable[[list[str]], np.ndarray]
     head: NsfwHead | None = None
     watermark: WatermarkModel | None = None
+    heads: ClipHeads | None = None  # LAION's heads that fit the CLIP model (see `with_heads`)
 
     def identity(self) -> dict:
-        return {"nsfw": self.head.identity() if self.head else "zero-shot concepts",
+        laion = self.heads.identity() if self.heads else {}
+        return {"nsfw": self.head.identity() if self.head else
+                laion.get("nsfw") or "zero-shot concepts",
                 "watermark": self.watermark.identity() if self.watermark else
-                "zero-shot concepts"}
+                "zero-shot concepts",
+                "aesthetic": laion.get("aesthetic"), "violence": laion.get("violence")}
+
+    def with_heads(self, model_identity: dict, policy: SafetyPolicy) -> SafetyModels:
+        """These models plus LAION's heads that fit the CLIP model and the policy asks for
+        (unless heads were given)."""
+        if self.heads is not None:
+            return self
+        heads = ClipHeads.for_model(model_identity["model"], int(model_identity["embed_dim"]),
+                                    policy.device, policy.head_kinds())
+        return replace(self, heads=heads)
 
 
 @dataclass
@@ -118,7 +136,18 @@ def filter_shard(inputs: ShardInputs, policy: SafetyPolicy, lists: SafetyLists,
         counts=decisions.counts(), redacted=int(decisions.redacted.sum()),
         histograms={"similarity": histogram(candidates.similarity),
                     "punsafe": histogram(scores.punsafe, PROBABILITY_BINS),
-                    "pwatermark": histogram(scores.pwatermark, PROBABILITY_BINS)})
+                    "pwatermark": histogram(scores.pwatermark, PROBABILITY_BINS),
+                    **_head_histograms(scores)})
+
+
+def _head_histograms(scores: ModelScores) -> dict[str, list[tuple[float, float, int]]]:
+    """Histograms of the LAION head scores that were computed."""
+    out = {}
+    if scores.aesthetic is not None:
+        out["aesthetic"] = histogram(scores.aesthetic, AESTHETIC_BINS)
+    if scores.pviolence is not None:
+        out["pviolence"] = histogram(scores.pviolence, PROBABILITY_BINS)
+    return out
 
 
 # -- candidates ------------------------------------------------------------------------------
@@ -190,7 +219,31 @@ def model_scores(candidates: Candidates, rows: np.ndarray, image_embeddings: np.
         if minor.fired[j]:
             minor_fired[i] = nsfw_rules.minor_concepts[minor.best[j]].prompt
     pwatermark, wm_detail = _watermark(candidates, scored, embeddings, policy, models, images)
-    return ModelScores(punsafe, punsafe_detail, nsfw_fired, minor_fired, pwatermark, wm_detail)
+    heads = _laion_heads(n, scored, embeddings, models)
+    if models.head is None and "punsafe" in heads:
+        punsafe = heads["punsafe"]
+        for i in scored:
+            punsafe_detail[i] = f"LAION NSFW detector {models.heads.nsfw.file.name}"
+    return ModelScores(punsafe, punsafe_detail, nsfw_fired, minor_fired, pwatermark, wm_detail,
+                       aesthetic=heads.get("aesthetic"), pviolence=heads.get("pviolence"),
+                       head_detail=_head_names(models.heads))
+
+
+def _laion_heads(n: int, scored: np.ndarray, embeddings: np.ndarray,
+                 models: SafetyModels) -> dict[str, np.ndarray]:
+    """Each fitting LAION head's score per candidate (NaN where not scored)."""
+    out = {}
+    for column, values in (models.heads.score(embeddings) if models.heads else {}).items():
+        out[column] = np.full(n, np.nan, np.float32)
+        out[column][scored] = values
+    return out
+
+
+def _head_names(heads: ClipHeads | None) -> dict[str, str]:
+    if heads is None:
+        return {}
+    return {h.file.output: h.file.name for h in (heads.nsfw, heads.aesthetic, heads.violence)
+            if h is not None}
 
 
 def _concepts(embeddings: np.ndarray, concepts: tuple[Concept, ...],
@@ -251,8 +304,9 @@ def _write_pairs(pairs: pa.Table, candidates: Candidates, decisions: Decisions,
         out_name = "fetch_source" if name == "source" else name
         column = fetched.column(name) if name in fetched.column_names else pa.nulls(len(keep))
         table = table.append_column(out_name, column)
-    for name, values in (("similarity", candidates.similarity), ("punsafe", scores.punsafe),
-                         ("pwatermark", scores.pwatermark)):
+    scored = [("similarity", candidates.similarity), ("punsafe", scores.punsafe),
+              ("pwatermark", scores.pwatermark), *_head_columns(scores, len(candidates))]
+    for name, values in scored:
         table = table.append_column(name, pa.array(values[keep], pa.float32()))
     _write_parquet(table.cast(SAFE_PAIRS_SCHEMA), output, PAIRS_FILE)
 
@@ -294,10 +348,18 @@ def _write_scores(candidates: Candidates, decisions: Decisions, scores: ModelSco
         for i in hits.index:
             if hits.rule not in rules[i]:
                 rules[i].append(hits.rule)
+    heads = [values for _, values in _head_columns(scores, len(candidates))]
     table = pa.table([candidates.pair_id, decisions.passed, candidates.similarity,
-                      scores.punsafe, scores.pwatermark, [",".join(r) for r in rules]],
+                      scores.punsafe, scores.pwatermark, *heads, [",".join(r) for r in rules]],
                      schema=SCORES_SCHEMA)
     _write_parquet(table, output, SCORES_FILE)
+
+
+def _head_columns(scores: ModelScores, n: int) -> list[tuple[str, np.ndarray]]:
+    """aesthetic and pviolence per candidate: NaN where no head fits the model."""
+    missing = np.full(n, np.nan, np.float32)
+    return [("aesthetic", missing if scores.aesthetic is None else scores.aesthetic),
+            ("pviolence", missing if scores.pviolence is None else scores.pviolence)]
 
 
 def _write_parquet(table: pa.Table, output: Folder, name: str) -> None:

@@ -25,13 +25,13 @@ IMAGE_ATTRIBUTES = frozenset(
     ("alt", "src", "width", "height", *LAZY_ATTRIBUTES, *SRCSET_ATTRIBUTES)
 )
 # lexbor's tree builder is quadratic in nesting depth (~0.07 s at 5,000 levels, ~30 s at
-# 50,000) and in the attributes of one element (~0.5 s at 16,000): a page with more tags, or
-# more bytes that can separate attributes, than this goes to the linear tokenizer (a few %
-# of real pages, all over ~70 KB; the tokenizer gives the same rows, ~1.5x lexbor's time)
+# 50,000) and in the distinct attributes of one element (~0.9 s at 20,000, which need
+# ~80 KB): a page over LEXBOR_MAX_BYTES or with over LEXBOR_MAX_TAGS "<" goes to the linear
+# tokenizer instead (~10 % of real pages; same rows, ~1.5x lexbor's time). Counting "<"
+# costs ~1 ns a byte, so pages too short to hold that many tags are not counted.
+LEXBOR_MAX_BYTES = 80 << 10
 LEXBOR_MAX_TAGS = 5_000
-LEXBOR_MAX_SEPARATORS = 16_000
-_SEPARATORS = (" ", "\n", "\t", "\r", "\x0c", "/", "=")
-_SEPARATOR_BYTES = tuple(sep.encode() for sep in _SEPARATORS)
+_UNCOUNTED_BYTES = 3 * LEXBOR_MAX_TAGS  # "<a>" is the shortest tag
 _ASCII_WHITESPACE = " \t\n\r\x0c"
 _SRCSET_SEPARATORS = _ASCII_WHITESPACE + ","
 
@@ -94,11 +94,12 @@ def image_attributes(html: str | bytes, page_url: str) -> tuple[str, list[dict]]
 
 def lexbor_is_bounded(html: str | bytes) -> bool:
     """Whether lexbor parses this page in bounded time (see `LEXBOR_MAX_TAGS`)."""
-    if isinstance(html, bytes):
-        tags, separators = html.count(b"<"), sum(map(html.count, _SEPARATOR_BYTES))
-    else:
-        tags, separators = html.count("<"), sum(map(html.count, _SEPARATORS))
-    return tags <= LEXBOR_MAX_TAGS and separators <= LEXBOR_MAX_SEPARATORS
+    size = len(html)
+    if size <= _UNCOUNTED_BYTES:
+        return True
+    return size <= LEXBOR_MAX_BYTES and html.count(
+        b"<" if isinstance(html, bytes) else "<"
+    ) <= LEXBOR_MAX_TAGS
 
 
 def streamed_image_attributes(html: str | bytes, page_url: str) -> tuple[str, list[dict]]:

@@ -6,7 +6,7 @@ from dagster import Config, ConfigurableResource, InitResourceContext
 from pydantic import Field
 
 from laion_assets.defs.library_fields import library_field, library_values
-from laion_assets.pipeline.core.store import DatasetStore
+from laion_assets.pipeline.core.store import GC_GRACE_SECONDS, DatasetStore
 from laion_assets.pipeline.download.images import ImagePolicy
 from laion_assets.pipeline.download.live import LiveFetchConfig
 from laion_assets.pipeline.download.stage import DownloadConfig
@@ -32,9 +32,13 @@ class DatasetStoreResource(ConfigurableResource):
     s3_endpoint: str | None = Field(
         default=None, description="endpoint of an S3-compatible server; None for AWS"
     )
+    gc_grace_seconds: float = Field(
+        default=GC_GRACE_SECONDS, description="a superseded stage attempt is removed only "
+        "once it was not written to for this long (it may belong to a run still writing)"
+    )
 
     def store(self) -> DatasetStore:
-        return DatasetStore(self.root, storage_options(self.s3_endpoint))
+        return DatasetStore(self.root, storage_options(self.s3_endpoint), self.gc_grace_seconds)
 
 
 class CrawlDropsResource(ConfigurableResource):

@@ -15,16 +15,19 @@ from laion_assets.defs.assets.safety_filtered_pairs import (
     no_listed_pair_passes,
     safety_filtered_pairs,
 )
+from laion_assets.defs.assets.synthetic_captions import synthetic_captions
 from laion_assets.defs.assets.warc_shards import warc_shards
 from laion_assets.defs.automation import automation_sensor
 from laion_assets.defs.jobs import (
     release_job,
+    shard_captions_job,
     shard_cpu_stages_job,
     shard_gpu_stage_job,
     shard_pipeline_job,
 )
 from laion_assets.defs.k8s import executor_from_environment
 from laion_assets.defs.resources import (
+    CaptionModelResource,
     ClipModelResource,
     CrawlDropsResource,
     DatasetStoreResource,
@@ -44,9 +47,10 @@ def build_definitions(settings: Settings,
     """
     return Definitions(
         assets=[warc_shards, extracted_pairs, downloaded_images, clip_scored_pairs,
-                safety_filtered_pairs, release],
+                safety_filtered_pairs, synthetic_captions, release],
         asset_checks=[no_listed_pair_passes, files_match_manifest, no_listed_rows, coverage],
-        jobs=[shard_pipeline_job, shard_cpu_stages_job, shard_gpu_stage_job, release_job],
+        jobs=[shard_pipeline_job, shard_cpu_stages_job, shard_gpu_stage_job, shard_captions_job,
+              release_job],
         sensors=[crawl_drop_sensor, takedown_sensor, automation_sensor, dead_run_sensor],
         executor=executor_from_environment(),  # in-process; k8s_job_executor when EXECUTOR=k8s
         resources=_resources(settings, safety_policy),
@@ -64,6 +68,7 @@ def _resources(settings: Settings, safety_policy: SafetyPolicyResource | None) -
                                           **overrides.get("crawl_drops", {})),
         "image_fetcher": ImageFetcherResource(**overrides.get("image_fetcher", {})),
         "clip_model": ClipModelResource(**overrides.get("clip_model", {})),
+        "caption_model": CaptionModelResource(**overrides.get("caption_model", {})),
         "safety_policy": safety_policy or SafetyPolicyResource(
             **overrides.get("safety_policy", {})),
     }

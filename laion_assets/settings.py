@@ -24,7 +24,8 @@ OFFLINE = "offline"
 PROFILES: dict[str, dict[str, Any]] = {
     "production": {},
     OFFLINE: {"fetch_sources": ("replay",), "clip_pretrained": None, "clip_batch_size": 32,
-              "similarity_mode": "top_fraction"},
+              "similarity_mode": "top_fraction", "caption_model": "coca_ViT-B-32",
+              "caption_pretrained": None},
 }
 # setting -> (resource key, resource field): passed to the resource only when set
 RESOURCE_FIELDS: dict[str, tuple[str, str]] = {
@@ -36,12 +37,15 @@ RESOURCE_FIELDS: dict[str, tuple[str, str]] = {
     "clip_pretrained": ("clip_model", "pretrained"),
     "clip_device": ("clip_model", "device"),
     "clip_batch_size": ("clip_model", "batch_size"),
+    "caption_model": ("caption_model", "model"),
+    "caption_pretrained": ("caption_model", "pretrained"),
     "similarity_mode": ("safety_policy", "similarity_mode"),
     "nsfw_head": ("safety_policy", "nsfw_head"),
     "watermark_model": ("safety_policy", "watermark_model"),
     "personal_data": ("safety_policy", "personal_data"),
 }
-NONE_IS_A_VALUE = {"clip_pretrained"}  # None: untrained CLIP (elsewhere None means unset)
+# None: untrained weights (elsewhere None means unset)
+NONE_IS_A_VALUE = {"clip_pretrained", "caption_pretrained"}
 Words = Annotated[tuple[str, ...] | None, NoDecode]
 
 
@@ -69,6 +73,9 @@ class Settings(BaseSettings):
                                         "none (seeded random weights)")
     clip_device: str | None = Field(None, description="auto (CUDA if present), cuda, cpu")
     clip_batch_size: int | None = Field(None, description="pairs per CLIP batch")
+    caption_model: str | None = Field(None, description="open_clip CoCa model of captions")
+    caption_pretrained: str | None = Field(None, description="its tag, file, s3:// URI, or "
+                                           "none (seeded random weights)")
     similarity_mode: str | None = Field(
         None, validation_alias=f"{PREFIX}SIMILARITY",
         description="LAION_ASSETS_SIMILARITY: threshold (per language), top_fraction, off")
@@ -101,7 +108,7 @@ class Settings(BaseSettings):
             return tuple(w.strip() for w in value.split(",") if w.strip())
         return value
 
-    @field_validator("clip_pretrained", mode="before")
+    @field_validator("clip_pretrained", "caption_pretrained", mode="before")
     @classmethod
     def _none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() == "none" else value

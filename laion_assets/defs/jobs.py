@@ -28,3 +28,10 @@ release_job = define_asset_job(
     description="Publish the next version of a release (config: name, crawls, shards); the "
     "takedown sensor requests it when the ledger gains entries.",
 )
+
+shard_captions_job = define_asset_job(
+    "shard_captions",
+    selection=AssetSelection.assets("synthetic_captions"),
+    description="Synthetic captions of a shard's fetched images (opt-in, the `gpu` pool); "
+    "a re-run captions only images without captions from the same models.",
+)

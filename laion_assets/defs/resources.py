@@ -6,6 +6,7 @@ from dagster import Config, ConfigurableResource, InitResourceContext
 from pydantic import Field
 
 from laion_assets.defs.library_fields import library_field, library_values
+from laion_assets.pipeline.captions.generate import CaptionConfig, Captioner, load_captioner
 from laion_assets.pipeline.core.store import GC_GRACE_SECONDS, DatasetStore
 from laion_assets.pipeline.download.images import ImagePolicy
 from laion_assets.pipeline.download.live import LiveFetchConfig
@@ -230,3 +231,52 @@ def _load_head(source: str, embed_dim: int, device: str) -> NsfwHead:
 @cache
 def _load_watermark(source: str, device: str) -> WatermarkModel:
     return WatermarkModel(load_model_file(source), device)
+
+
+class CaptionModelResource(ConfigurableResource):
+    """The CoCa captioning model (GPU), loaded once per process; defaults: `CaptionConfig`."""
+
+    model: str = library_field(CaptionConfig, "model", "open_clip CoCa model name")
+    pretrained: str | None = library_field(
+        CaptionConfig, "pretrained",
+        "open_clip tag, local file, s3:// URI, or None for seeded random weights")
+    generation: str = library_field(CaptionConfig, "generation",
+                                    "top_p or top_k (sampling), or beam_search (one caption)")
+    candidates: int = library_field(CaptionConfig, "candidates", "candidates per image")
+    keep: int = library_field(CaptionConfig, "keep", "best candidates kept, by similarity")
+    max_tokens: int = library_field(CaptionConfig, "max_tokens", "generated tokens per caption")
+    top_p: float = library_field(CaptionConfig, "top_p", "nucleus sampling mass")
+    top_k: int = library_field(CaptionConfig, "top_k", "top-k sampling width")
+    temperature: float = library_field(CaptionConfig, "temperature", "sampling temperature")
+    num_beams: int = library_field(CaptionConfig, "num_beams", "beams of beam search")
+    seed: int = library_field(CaptionConfig, "seed", "generation seed (per batch: seed + n)")
+    ranker_model: str | None = Field(
+        default=None, description="CLIP model ranking the captions; None: the scoring model")
+    ranker_pretrained: str | None = Field(default=None,
+                                          description="weights of ranker_model")
+    device: str = library_field(ClipModelSpec, "device", "auto: CUDA if available, else CPU")
+    precision: str = library_field(ClipModelSpec, "precision",
+                                   "auto: fp16 on CUDA, fp32 on CPU")
+    batch_size: int = Field(default=16, description="images per generation batch")
+    cache_dir: str | None = library_field(ClipModelSpec, "cache_dir",
+                                          "where remote weights are copied")
+
+    def config(self) -> CaptionConfig:
+        return CaptionConfig(**library_values(self, CaptionConfig))
+
+    def captioner(self) -> Captioner:
+        return _load_captioner_once(self.config(), self.device, self.precision, self.cache_dir)
+
+    def ranker(self) -> ClipScorer | None:
+        """The ranking model when one is named; None: rank with the scoring model."""
+        if self.ranker_model is None:
+            return None
+        return _load_once(ClipModelSpec(model=self.ranker_model, pretrained=self.ranker_pretrained,
+                                        device=self.device, precision=self.precision,
+                                        cache_dir=self.cache_dir))
+
+
+@cache
+def _load_captioner_once(config: CaptionConfig, device: str, precision: str,
+                         cache_dir: str | None) -> Captioner:
+    return load_captioner(config, device=device, precision=precision, cache_dir=cache_dir)

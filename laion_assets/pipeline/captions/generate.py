@@ -26,8 +26,11 @@ GENERATION_TYPES = ("beam_search", "top_p", "top_k")
 
 @dataclass(frozen=True)
 class CaptionConfig:
-    """How captions are generated and how many are kept."""
+    """Which CoCa model writes captions, how they are generated and how many are kept."""
 
+    model: str = "coca_ViT-L-14"  # open_clip CoCa model name
+    # an open_clip tag, a local file, an s3:// URI, or None for seeded random weights
+    pretrained: str | None = "mscoco_finetuned_laion2b_s13b_b90k"
     generation: str = "top_p"  # "top_p", "top_k" (sampling) or "beam_search" (one per image)
     candidates: int = 5  # candidates per image (beam search gives one)
     keep: int = 3  # best candidates kept, by CLIP similarity
@@ -129,6 +132,9 @@ def rank_captions(ranker: ClipScorer, image_embeddings: np.ndarray,
     return ranked
 
 
-def load_captioner(spec: ClipModelSpec, config: CaptionConfig) -> Captioner:
-    """Load a CoCa model (slow: once per process)."""
+def load_captioner(config: CaptionConfig, device: str = "auto", precision: str = "auto",
+                   seed: int = 0, cache_dir: str | None = None) -> Captioner:
+    """Load the config's CoCa model (slow: once per process)."""
+    spec = ClipModelSpec(model=config.model, pretrained=config.pretrained, device=device,
+                         precision=precision, seed=seed, num_workers=0, cache_dir=cache_dir)
     return Captioner(load_clip(spec), config)

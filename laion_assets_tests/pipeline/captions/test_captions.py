@@ -26,7 +26,8 @@ from laion_assets.pipeline.scoring.clip import ClipModelSpec, load_clip
 TINY = "coca_tiny"
 open_clip.add_model_config(Path(__file__).with_name("coca_tiny.json"))
 open_clip.add_model_config(Path(__file__).with_name("clip_tiny.json"))
-CONFIG = CaptionConfig(generation="top_p", candidates=4, keep=2, max_tokens=8, seed=3)
+CONFIG = CaptionConfig(model=TINY, pretrained=None, generation="top_p", candidates=4, keep=2,
+                       max_tokens=8, seed=3)
 
 
 def _spec(seed: int = 0) -> ClipModelSpec:
@@ -35,7 +36,7 @@ def _spec(seed: int = 0) -> ClipModelSpec:
 
 @pytest.fixture(scope="module")
 def models():
-    return load_captioner(_spec(), CONFIG), load_clip(_spec(seed=1))
+    return load_captioner(CONFIG), load_clip(_spec(seed=1))
 
 
 def _png(seed: int, broken: bool = False) -> bytes:
@@ -128,7 +129,8 @@ def test_changed_config_recaptions(models, shard):
 
 
 def test_beam_search_gives_one_candidate(models, shard):
-    beam = CaptionConfig(generation="beam_search", num_beams=3, keep=2, max_tokens=8)
+    beam = CaptionConfig(model=TINY, pretrained=None, generation="beam_search", num_beams=3,
+                         keep=2, max_tokens=8)
     _, table = _run(models, shard, config=beam)
     assert all(len(c) == 1 for c in table.column("all_captions").to_pylist())
 

@@ -116,3 +116,24 @@ def test_normalize_is_idempotent():
 def test_domain_of():
     assert domain_of("https://xn--bcher-kva.example:8443/bild.jpg") == "xn--bcher-kva.example"
     assert domain_of(resolve("//CDN.Example.net/x.png", BASE)) == "cdn.example.net"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a.jpg", "", " ", "\t/x\n", "\\\\evil.com/x", "http://[::1", "https://ex%41mple.com/",
+     "//xn--nxasmq6b.com/", "http://1.2.3/", "ü.png?q=ä#f", "\ud800", "javascript:x",
+     "https://a@b/", "http://EXAMPLE.com:80/./a/../b", "../../../../x", "?q", "#frag"],
+)
+def test_join_url_is_ada_join_url(value):
+    """The lean binding gives what ada-url's own `join_url` gives, errors included."""
+    import ada_url
+
+    from laion_assets.pipeline.formats.urls import join_url
+
+    def outcome(join):
+        try:
+            return join(BASE, value)
+        except ValueError:
+            return "ValueError"
+
+    assert outcome(join_url) == outcome(ada_url.join_url)

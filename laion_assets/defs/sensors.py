@@ -1,4 +1,5 @@
-"""Sensors: new WARC files become shards and runs; new takedowns become release versions."""
+"""Sensors: new WARC files become shards and runs; new takedowns and list changes become
+release versions."""
 
 
 import json
@@ -15,10 +16,19 @@ from dagster import (
 from laion_assets.defs.jobs import release_job, shard_pipeline_job
 from laion_assets.defs.partitions import SHARDS, shard_partitions
 from laion_assets.defs.registration import shards_to_add
-from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
+from laion_assets.defs.resources import (
+    CrawlDropsResource,
+    DatasetStoreResource,
+    SafetyPolicyResource,
+)
+from laion_assets.pipeline.core.manifests import ReleaseManifest
+from laion_assets.pipeline.release.behind import releases_behind_lists
 from laion_assets.pipeline.release.publish import new_entries_note, releases_behind_ledger
+from laion_assets.pipeline.safety.lists import load_lists
 from laion_assets.pipeline.safety.takedowns import ledger_version, read_ledger
 from laion_assets.pipeline.shards.drops import drop_fingerprint
+
+TAKEDOWN_PRIORITY = 10  # takedown and list-change runs; shard runs and backfills have 0
 
 
 @sensor(
@@ -58,28 +68,45 @@ def crawl_drop_sensor(
     job=release_job,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Watches the takedown ledger: when it holds entries that a release's latest "
-    "version was not checked against, requests that release's next version with the same "
-    "selection (run key = release name + ledger version).",
+    description="Watches the takedown ledger and the safety lists: when a release's latest "
+    "version was not checked against the ledger's entries, or the hash lists, URL lists or "
+    "opt-outs changed since and now match rows it holds, requests that release's next version "
+    "from the same source shards (run key = release name + ledger or lists version), at a "
+    f"higher dagster/priority ({TAKEDOWN_PRIORITY}) than shard runs.",
 )
-def takedown_sensor(context: SensorEvaluationContext,
-                    dataset_store: DatasetStoreResource) -> SensorResult | SkipReason:
+def takedown_sensor(context: SensorEvaluationContext, dataset_store: DatasetStoreResource,
+                    safety_policy: SafetyPolicyResource) -> SensorResult:
     store = dataset_store.store()
     entries = read_ledger(store)
     version = ledger_version(entries)
+    checked = json.loads(context.cursor) if context.cursor else {}
+    changes, checked = releases_behind_lists(store, load_lists(store), safety_policy.policy(),
+                                             checked)
+    by_name = {change.manifest.name: change for change in changes}
     requests = []
     for manifest in releases_behind_ledger(store, version):
-        name = manifest.name
-        # the parent's rows and source shards minus the removals: no shard of a newer crawl
-        config = {**manifest.config, "notes": new_entries_note(entries, manifest),
-                  "parent_version": manifest.version}
-        requests.append(RunRequest(
-            run_key=f"{name}@ledger:{version}",
-            run_config={"ops": {"release": {"config": config}}},
-            tags={"laion_assets/trigger": "takedown", "laion_assets/release": name}))
+        change = by_name.pop(manifest.name, None)
+        notes = [new_entries_note(entries, manifest)] + ([change.note] if change else [])
+        key = f"{manifest.name}@ledger:{version}" + (f"+{change.run_key}" if change else "")
+        requests.append(_next_version(manifest, key, notes, "takedown"))
         context.log.info("release %s v%d predates ledger %s: requesting the next version",
-                         name, manifest.version, version)
+                         manifest.name, manifest.version, version)
+    for change in by_name.values():
+        requests.append(_next_version(change.manifest, change.run_key, [change.note],
+                                      "list_change"))
+        context.log.info("release %s: %s", change.manifest.name, change.note)
+    cursor = json.dumps(checked, sort_keys=True)
     if not requests:
-        return SkipReason(f"every release is up to date with the ledger ({version})")
-    return SensorResult(run_requests=requests)
+        return SensorResult(cursor=cursor, skip_reason=SkipReason(
+            f"every release is up to date with the ledger ({version}) and the safety lists"))
+    return SensorResult(run_requests=requests, cursor=cursor)
 
+
+def _next_version(manifest: ReleaseManifest, run_key: str, notes: list[str],
+                  trigger: str) -> RunRequest:
+    """The next version of `manifest`'s release: its parent's rows minus what now matches."""
+    config = {**manifest.config, "notes": ". ".join(notes), "parent_version": manifest.version}
+    return RunRequest(run_key=run_key, run_config={"ops": {"release": {"config": config}}},
+                      tags={"laion_assets/trigger": trigger,
+                            "laion_assets/release": manifest.name,
+                            "dagster/priority": str(TAKEDOWN_PRIORITY)})

@@ -1,8 +1,17 @@
 import json
 import shutil
 
+import pyarrow.parquet as pq
+import pytest
+from dagster import build_sensor_context, instance_for_test
+
+from laion_assets.defs.headless import cut_release
 from laion_assets.defs.partitions import SHARDS
-from laion_assets_tests.chains import tick_crawl_sensor
+from laion_assets.defs.sensors import takedown_sensor
+from laion_assets.pipeline.release.publish import latest_release
+from laion_assets.pipeline.safety.lists import load_lists
+from laion_assets.pipeline.safety.takedowns import append, new_takedown
+from laion_assets_tests.chains import materialize_sample_shards, tick_crawl_sensor
 from laion_assets_tests.conftest import SHARED_WARCS
 
 
@@ -46,3 +55,93 @@ def test_a_second_drop_is_its_own_crawl(instance, defs, drops_dir):
     shutil.copy(SHARED_WARCS / "wikipedia-2012-homepage.warc.gz", other / "w.warc.gz")
     second = tick_crawl_sensor(instance, defs, first.cursor)
     assert [r.partition_key for r in second.run_requests] == ["CC-MAIN-OTHER/00000"]
+
+
+# -- the takedown sensor: list changes and priorities -----------------------------------------
+
+RELEASE = "laion-assets"
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory, sample_drop_template):
+    """Two sample shards through the safety stage and release v1, on a module instance."""
+    with instance_for_test() as instance:
+        defs = materialize_sample_shards(tmp_path_factory.mktemp("released"),
+                                         sample_drop_template, instance)
+        ok, _ = cut_release(defs, instance, {"name": RELEASE})
+        assert ok
+        yield instance, defs, defs.resources["dataset_store"].store()
+
+
+def _tick_takedowns(instance, defs, cursor=None):
+    return takedown_sensor(build_sensor_context(instance=instance, cursor=cursor,
+                                                resources=defs.resources))
+
+
+def _put(store, name: str, text: str) -> None:
+    with store.open(name, "wb") as handle:
+        handle.write(text.encode())
+
+
+def test_a_list_change_matching_released_rows_requests_the_next_version(released, shard_runs):
+    instance, defs, store = released
+    v1 = latest_release(store, RELEASE)
+    rows = pq.read_table(store.path(f"{v1.folder}/provenance/part-00000.parquet")).to_pylist()
+    urls = dict(zip(*pq.read_table(store.path(f"{v1.folder}/data/part-00000.parquet"),
+                                   columns=["hash", "URL"]).to_pydict().values(), strict=True))
+    target = rows[0]
+    # a change that matches no released row: nothing to cut, and remembered as checked
+    _put(store, "safety/hash_lists/md5/unrelated.txt", f"{'00' * 16}\n")
+    quiet = _tick_takedowns(instance, defs)
+    assert not quiet.run_requests and quiet.skip_reason
+    assert json.loads(quiet.cursor) == {f"{RELEASE}@v1": load_lists(store).version}
+    # the md5 of a released image, in a CSV in a subfolder of the md5 lists
+    listed = "safety/hash_lists/md5/partner/2026.CSV"
+    _put(store, listed, f"label,md5\ncsam-report,{target['md5'].upper()}\n")
+    result = _tick_takedowns(instance, defs, quiet.cursor)
+    [request] = result.run_requests
+    lists = load_lists(store)
+    assert request.run_key == f"{RELEASE}@lists:{lists.version[:16]}"
+    assert request.tags["laion_assets/trigger"] == "list_change"
+    config = request.run_config["ops"]["release"]["config"]
+    assert config["parent_version"] == 1 and listed in config["notes"]
+    assert int(request.tags["dagster/priority"]) > _priority(shard_runs)
+    assert _tick_takedowns(instance, defs, result.cursor).run_requests[0].run_key == \
+        request.run_key  # asked again with the same key until v2 is out
+    ok, _ = cut_release(defs, instance, config)
+    assert ok
+    v2 = latest_release(store, RELEASE)
+    assert v2.version == 2 and v2.lists_version == lists.version
+    kept = pq.read_table(store.path(f"{v2.folder}/data/part-00000.parquet")).column("hash")
+    assert target["hash"] not in kept.to_pylist() and v2.rows == v1.rows - 1
+    assert any(listed in line and line.startswith("safety lists changed since v1")
+               for line in v2.changelog)
+    assert any(line.startswith("removed 1: hash_list: ") and listed in line
+               for line in v2.changelog)
+    removed = pq.read_table(store.path(f"{v2.folder}/removed.parquet")).to_pylist()
+    assert [(r["hash"], r["URL"]) for r in removed] == [(target["hash"], urls[target["hash"]])]
+    assert not _tick_takedowns(instance, defs, result.cursor).run_requests
+
+
+def test_a_takedown_request_outranks_shard_runs(released, shard_runs):
+    instance, defs, store = released
+    released_url = pq.read_table(store.path(
+        f"{latest_release(store, RELEASE).folder}/data/part-00000.parquet")).column("URL")[0]
+    append(store, [new_takedown("url", released_url.as_py(), "privacy request")])
+    [request] = _tick_takedowns(instance, defs).run_requests
+    assert request.tags["laion_assets/trigger"] == "takedown"
+    assert request.run_key.startswith(f"{RELEASE}@ledger:1:")
+    assert int(request.tags["dagster/priority"]) > _priority(shard_runs)
+
+
+@pytest.fixture
+def shard_runs(instance, defs):
+    """The crawl sensor's shard run requests for a fresh drop (a backfill's runs alike)."""
+    runs = tick_crawl_sensor(instance, defs, None).run_requests
+    assert runs
+    return runs
+
+
+def _priority(requests) -> int:
+    """The highest dagster/priority among run requests (Dagster's default: 0)."""
+    return max(int((r.tags or {}).get("dagster/priority", 0)) for r in requests)

@@ -19,9 +19,11 @@ try:  # ISA-L inflates about twice as fast as zlib; same API
     from isal import isal_zlib as inflate_lib
 except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback
     inflate_lib = zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from laion_assets.pipeline.formats.arc import MAX_ARC_LINE, arc_headers, arc_line
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
 WARC_VERSION = re.compile(r"^WARC/(0\.17|0\.18|1\.0|1\.1)\s*$")
@@ -30,6 +32,8 @@ FEED_BYTES = 16 << 10  # small slices keep zlib's copy of unused input small
 MAX_HEADER_BYTES = 64 << 10
 DEFAULT_MAX_BLOCK_BYTES = 8 << 20
 MAX_MEMBER_RECORDS = 1 << 16
+SEPARATOR_SLACK = 4  # bytes a Content-Length may miscount by (the separator's own length)
+TAIL_BYTES = 4096  # bytes after a block looked at to find the next record
 
 
 class WarcFormatError(ValueError):
@@ -149,32 +153,112 @@ class _Buffer:
         self.data, self.base, self.pos, self.eof = b"", offset, 0, False
 
 
-# -- gzip, one member per record ------------------------------------------------------
+# -- gzip, one member per record (or not) ---------------------------------------------
+
+
+@dataclass(slots=True)
+class _Span:
+    """Inflated bytes from one member, or from several when a record runs on into the next
+    members: `data` is a prefix (at most cap + 64 KiB) of `total` bytes; `starts` maps a
+    position in them to the stored offset of the member that begins there."""
+
+    data: bytes
+    total: int
+    starts: list[tuple[int, int]]
+    end: int  # stored offset where the last member ends
+
+    def offset_at(self, pos: int) -> int:
+        return next(offset for start, offset in reversed(self.starts) if start <= pos)
+
+    def extend(self, data: bytes, total: int, offset: int, end: int, keep: int) -> None:
+        if len(self.data) == self.total:
+            self.data += data[: max(0, keep - len(self.data))]
+        self.starts.append((self.total, offset))
+        self.total += total
+        self.end = end
+
+    def tail(self, pos: int) -> _Span:
+        """The span from `pos` on (a record that may continue in the next member)."""
+        starts = [(0, self.offset_at(pos))] + [(s - pos, o) for s, o in self.starts if s > pos]
+        return _Span(self.data[pos:], self.total - pos, starts, self.end)
 
 
 def _iter_gzip_members(reader: _Buffer, cap: int) -> Iterator[WarcRecord | WarcSkip]:
+    pending: _Span | None = None  # a record whose block may go on in the next member
     while reader.peek(1):
         offset = reader.offset
         if reader.peek(3) != GZIP_MAGIC:
+            yield from _flush(pending, cap)
+            pending = None
             yield _resync(reader, GZIP_MAGIC, "garbage_bytes", "bytes between gzip members")
             continue
         try:
             member = _inflate_member(reader, cap)
         except (zlib.error, inflate_lib.error) as exc:
+            yield from _flush(pending, cap)
+            pending = None
             reader.rewind(offset + 1)
             yield _resync(reader, GZIP_MAGIC, "corrupt_gzip_member", str(exc), offset)
             continue
         if member is None:  # no end: the file is cut here, or this member is corrupt
+            yield from _flush(pending, cap)
+            pending = None
             reader.rewind(offset + 1)
             skip = _resync(reader, GZIP_MAGIC, "corrupt_gzip_member", "the member never ends",
                            offset)
             if not reader.peek(1):
-                yield WarcSkip(offset, "truncated_gzip_member", "file ends inside a gzip member")
+                yield from _truncated_member(reader, offset, cap)
                 return
             yield skip
             continue
         data, total = member
-        yield from _records_in_member(offset, data, total, cap, reader.offset - offset)
+        if pending is not None and not _starts_record(data.lstrip(b"\r\n")):
+            pending.extend(data, total, offset, reader.offset, cap + MAX_HEADER_BYTES)
+            span = pending
+        else:
+            yield from _flush(pending, cap)
+            span = _Span(data, total, [(0, offset)], reader.offset)
+        pending = yield from _records_in_span(span, cap)
+    yield from _flush(pending, cap)
+
+
+def _truncated_member(reader: _Buffer, offset: int, cap: int) -> Iterator[WarcRecord | WarcSkip]:
+    """The file ends inside a gzip member: its record, cut short, if its head is whole."""
+    reader.rewind(offset)
+    data = _inflate_cut(reader, cap)
+    parsed = _parse_head(data, 0)
+    if isinstance(parsed, str):
+        yield WarcSkip(offset, "truncated_gzip_member", "file ends inside a gzip member")
+        return
+    headers, body_start, length = parsed
+    block = data[body_start : body_start + cap]
+    yield _cut_record(offset, headers, block, len(data) - body_start, reader.offset - offset)
+
+
+def _cut_record(
+    offset: int, headers: dict[str, str], block: bytes, block_length: int, stored: int
+) -> WarcRecord:
+    """A record whose block the file cuts short: read as far as it goes (as warcio does)."""
+    headers.setdefault("warc-truncated", "end-of-file")
+    return WarcRecord(offset, headers, block, block_length, stored)
+
+
+def _inflate_cut(reader: _Buffer, cap: int) -> bytes:
+    """Inflate a member that the file cuts short, as far as it goes (at most cap + 64 KiB)."""
+    inflater = inflate_lib.decompressobj(31)
+    parts, kept, keep = [], 0, cap + MAX_HEADER_BYTES
+    try:
+        while piece := reader.view(FEED_BYTES):
+            reader.pos += len(piece)
+            out = inflater.decompress(piece, keep - kept)
+            parts.append(out)
+            kept += len(out)
+            if kept >= keep:
+                break
+    except (zlib.error, inflate_lib.error):
+        pass
+    reader.pos = len(reader.data)
+    return b"".join(parts)
 
 
 def _inflate_member(reader: _Buffer, cap: int) -> tuple[bytes, int] | None:
@@ -199,46 +283,70 @@ def _inflate_member(reader: _Buffer, cap: int) -> tuple[bytes, int] | None:
     return b"".join(parts), total
 
 
-def _records_in_member(
-    offset: int, data: bytes, total: int, cap: int, stored: int
-) -> Iterator[WarcRecord | WarcSkip]:
-    """Split one member's bytes into records (normally exactly one)."""
-    pos = 0
+def _records_in_span(span: _Span, cap: int) -> Generator[WarcRecord | WarcSkip, None,
+                                                           _Span | None]:
+    """Split inflated bytes into records (normally exactly one); returns the last record's
+    span when its block goes on past these bytes (it may continue in the next member)."""
+    data, total, pos = span.data, span.total, 0
     for _ in range(MAX_MEMBER_RECORDS):
+        lead = data[pos : pos + 64]
+        pos += len(lead) - len(lead.lstrip(b"\r\n"))  # a separator the last member left
+        if pos >= total:
+            return None
+        offset = span.offset_at(pos)
+        stored = span.end - offset
         if pos and total > len(data) and pos + MAX_HEADER_BYTES > len(data):
             yield _oversized_member(offset, total, len(data))
-            return
-        parsed = _parse_headers(data, pos)
+            return None
+        parsed = _parse_head(data, pos)
         if isinstance(parsed, str):
             yield WarcSkip(offset, "invalid_warc_header", parsed)
-            return
+            return None
         headers, body_start, length = parsed
         end = body_start + length
         if end > total:
+            return span.tail(pos)
+        capped = end + TAIL_BYTES > len(data) < total  # what follows the block was not kept
+        after = None if capped else _after_block(data[end : end + TAIL_BYTES],
+                                                 end + TAIL_BYTES >= total)
+        if after is None and not capped:
             yield WarcSkip(
                 offset,
                 "content_length_mismatch",
-                f"Content-Length {length} but the gzip member holds {total - body_start} bytes",
+                f"Content-Length {length} ends {total - end} bytes before the gzip member does",
             )
-            return
-        rest = data[end:] if end < len(data) else b""
-        stripped = rest.lstrip(b"\r\n")
-        if stripped and not stripped.startswith(b"WARC/"):
-            yield WarcSkip(
-                offset,
-                "content_length_mismatch",
-                f"Content-Length {length} ends {len(rest)} bytes before the gzip member does",
-            )
-            return
-        block = data[body_start : min(end, body_start + cap)]
-        yield WarcRecord(offset, headers, block, length, stored)
-        if end > len(data) and total > end + 4:  # more records after bytes that were not kept
-            yield _oversized_member(offset, total, len(data))
-            return
-        if not stripped:
-            return  # the member ends with this block (or its tail was not kept: capped)
-        pos = end + len(rest) - len(stripped)
-    yield WarcSkip(offset, "too_many_records_in_member", f"over {MAX_MEMBER_RECORDS} records")
+            return None
+        missed, gap = after or (0, 0)
+        block = data[body_start : min(end + missed, body_start + cap)]
+        yield WarcRecord(offset, headers, block, length + missed, stored)
+        if capped:
+            if total > end + 4:  # more records after bytes that were not kept
+                yield _oversized_member(offset, total, len(data))
+            return None
+        pos = end + gap
+    yield WarcSkip(span.offset_at(pos), "too_many_records_in_member",
+                   f"over {MAX_MEMBER_RECORDS} records")
+    return None
+
+
+def _flush(pending: _Span | None, cap: int) -> Iterator[WarcRecord | WarcSkip]:
+    """A record whose block ran past its member and did not go on in the next one: read if
+    at most the separator's length is missing (Content-Length counted it), else a skip."""
+    if pending is None:
+        return
+    offset = pending.offset_at(0)
+    headers, body_start, length = _parse_head(pending.data, 0)  # parsed before: no error
+    missing = body_start + length - pending.total
+    if missing <= SEPARATOR_SLACK:
+        block = pending.data[body_start : body_start + cap]
+        yield WarcRecord(offset, headers, block, pending.total - body_start,
+                         pending.end - offset)
+        return
+    yield WarcSkip(
+        offset,
+        "content_length_mismatch",
+        f"Content-Length {length} but the gzip member holds {pending.total - body_start} bytes",
+    )
 
 
 def _oversized_member(offset: int, total: int, kept: int) -> WarcSkip:
@@ -259,10 +367,11 @@ def _iter_plain(reader: _Buffer, cap: int) -> Iterator[WarcRecord | WarcSkip]:
             reader.skip(len(lead) - len(lead.lstrip(b"\r\n")))
             continue
         offset = reader.offset
-        if reader.peek(5) != b"WARC/":
+        head = reader.peek(MAX_HEADER_BYTES)
+        if not _starts_record(head):
             yield _resync(reader, b"WARC/", "garbage_bytes", "bytes between records")
             continue
-        parsed = _parse_headers(reader.peek(MAX_HEADER_BYTES), 0)
+        parsed = _parse_head(head, 0)
         if isinstance(parsed, str):
             reader.skip(1)
             yield _resync(reader, b"WARC/", "invalid_warc_header", parsed, offset)
@@ -271,18 +380,26 @@ def _iter_plain(reader: _Buffer, cap: int) -> Iterator[WarcRecord | WarcSkip]:
         reader.skip(body_start)
         block = reader.peek(min(length, cap))
         reader.skip(length)
-        if reader.offset < offset + body_start + length:  # also when the block is over the cap
-            reader.rewind(offset + 1)
+        if reader.offset < offset + body_start + length:  # the file ends inside the block
+            if b"\r\n\r\nWARC/" not in block:  # cut short: read as far as it goes
+                available = reader.offset - offset - body_start
+                yield _cut_record(offset, headers, block, available, reader.offset - offset)
+                return
+            reader.rewind(offset + 1)  # a lying length swallowed the records after it
             detail = f"Content-Length {length} runs past the end of the file"
             yield _resync(reader, b"WARC/", "truncated_record", detail, offset)
             continue
-        if reader.peek(4) != b"\r\n\r\n" and reader.peek(1):
+        after = _after_block(reader.peek(TAIL_BYTES), reader.available < TAIL_BYTES)
+        if after is None:
             reader.rewind(offset + 1)
             detail = f"Content-Length {length} is not followed by the record separator"
             yield _resync(reader, b"WARC/", "content_length_mismatch", detail, offset)
             continue
-        reader.skip(4)
-        yield WarcRecord(offset, headers, block, length, reader.offset - offset)
+        missed, gap = after
+        if missed and len(block) < cap:
+            block += reader.peek(missed)[: cap - len(block)]
+        reader.skip(gap)
+        yield WarcRecord(offset, headers, block, length + missed, reader.offset - offset)
 
 
 # -- shared ----------------------------------------------------------------------------
@@ -308,6 +425,41 @@ def _resync(
             break
         reader.pos = max(reader.pos, len(reader.data) - len(marker) + 1)
     return WarcSkip(start, reason, f"{detail}: skipped {reader.offset - start} bytes")
+
+
+def _starts_record(data: bytes) -> bool:
+    """Do these bytes begin a WARC record or an ARC record?"""
+    return data.startswith(b"WARC/") or arc_line(data) is not None
+
+
+def _after_block(tail: bytes, at_end: bool) -> tuple[int, int] | None:
+    """Read the bytes after a block as Content-Length ends it: (block bytes the length left
+    out, bytes to the next record), or None when no record follows.
+
+    As warcio, a record separator may be shortened, missing, or longer, and up to
+    SEPARATOR_SLACK bytes before it may belong to the block (writers that miscount)."""
+    stripped = tail.lstrip(b"\r\n")
+    if tail.startswith(b"\r\n\r\n") or (at_end and not stripped) or _starts_record(stripped):
+        return 0, len(tail) - len(stripped)
+    missed = next((i for i, byte in enumerate(tail[: SEPARATOR_SLACK + 1]) if byte in b"\r\n"),
+                  0)
+    if missed:
+        rest = tail[missed:]
+        stripped = rest.lstrip(b"\r\n")
+        if len(rest) > len(stripped) and ((at_end and not stripped) or _starts_record(stripped)):
+            return missed, len(tail) - len(stripped)
+    return None
+
+
+def _parse_head(data: bytes, pos: int) -> tuple[dict[str, str], int, int] | str:
+    """Parse a WARC header block, or an ARC header line, at `pos`:
+    (headers, block start, block length) or an error."""
+    if data.startswith(b"WARC/", pos):
+        return _parse_headers(data, pos)
+    line = arc_line(data[pos : pos + MAX_ARC_LINE])
+    if line is not None:
+        return arc_headers(line), pos + line.line_bytes, line.length
+    return _parse_headers(data, pos)
 
 
 def _parse_headers(data: bytes, pos: int) -> tuple[dict[str, str], int, int] | str:

@@ -235,17 +235,23 @@ def test_truncated_gzip_member_mid_file_costs_one_record(fraction):
     assert found[2].block == small_page(2)
 
 
-def test_truncated_gzip_member_at_end_of_file():
-    members = gz(*RECS)
-    members[2] = members[2][: len(members[2]) // 2]
+@pytest.mark.parametrize("cut", [0.5, 0.05])
+def test_truncated_gzip_member_at_end_of_file(cut):
+    """As warcio: a final record cut short is read as far as it goes (marked truncated);
+    cut inside its WARC head, it is a skip."""
+    members = gz(*RECS, level=0)
+    members[2] = members[2][: int(len(members[2]) * cut)]
     found = items(b"".join(members))
     starts = offsets(members)
-    assert summary(found) == [
-        ("record", 0, URIS[0]),
-        ("record", starts[1], URIS[1]),
-        ("skip", starts[2], "truncated_gzip_member"),
-    ]
-    assert found[2].detail == "file ends inside a gzip member"
+    assert summary(found)[:2] == [("record", 0, URIS[0]), ("record", starts[1], URIS[1])]
+    last = found[2]
+    if cut == 0.5:
+        assert (last.offset, last.headers["warc-truncated"]) == (starts[2], "end-of-file")
+        assert 1000 < len(last.block) == last.block_length < len(small_page(2))
+        assert small_page(2).startswith(last.block) and not last.capped
+    else:
+        assert (last.offset, last.reason, last.detail) == (
+            starts[2], "truncated_gzip_member", "file ends inside a gzip member")
 
 
 def test_garbage_between_gzip_members():
@@ -330,6 +336,7 @@ def test_uncompressed_content_length_lie_mid_file(delta):
 
 
 def test_uncompressed_content_length_too_long_at_end_of_file():
+    """As warcio: the final record is read as far as the file goes, and marked truncated."""
     block = small_page(2)
     parts = [RECS[0], RECS[1], warc_record(block, uri=URIS[2], content_length=len(block) + 100)]
     found = items(b"".join(parts))
@@ -337,20 +344,50 @@ def test_uncompressed_content_length_too_long_at_end_of_file():
     assert summary(found) == [
         ("record", 0, URIS[0]),
         ("record", starts[1], URIS[1]),
-        ("skip", starts[2], "truncated_record"),
+        ("record", starts[2], URIS[2]),
     ]
-    assert found[2].detail == (
-        f"Content-Length {len(block) + 100} runs past the end of the file: "
-        f"skipped {len(parts[2])} bytes"
-    )
+    assert found[2].block == block + b"\r\n\r\n"
+    assert found[2].headers["warc-truncated"] == "end-of-file"
+
+
+def test_a_length_that_swallows_the_records_after_it_is_a_truncated_record():
+    block = small_page(0)
+    parts = [warc_record(block, uri=URIS[0], content_length=len(block) + 10_000), RECS[1]]
+    found = items(b"".join(parts))
+    assert summary(found) == [("skip", 0, "truncated_record"), ("record", len(parts[0]), URIS[1])]
 
 
 def test_uncompressed_truncated_record_over_the_block_cap():
-    """A lying Content-Length above the cap is still a truncated record, not a capped one."""
+    """A lying Content-Length above the cap reads what the file holds, capped."""
     block = b"x" * 5000
     data = warc_record(block, rec_type="resource", content_length=50_000)
-    (skip,) = items(data, max_block_bytes=1000)
-    assert (skip.offset, skip.reason) == (0, "truncated_record")
+    (record,) = items(data, max_block_bytes=1000)
+    assert (record.offset, record.block, record.block_length) == (0, b"x" * 1000, 5004)
+    assert record.capped
+
+
+@pytest.mark.parametrize("gzip_records", [True, False])
+@pytest.mark.parametrize(
+    ("delta", "tail"),
+    [(0, b"\r\n"), (2, b"\r\n\r\n"), (4, b"\r\n\r\n"), (-2, b"\r\n\r\n"),
+     (-4, b"\r\n\r\n"), (0, b"\r\n" * 3)],
+    ids=["one-crlf", "counts-one-crlf", "counts-both-crlfs", "two-short", "four-short",
+         "long-separator"],
+)
+def test_lengths_that_miscount_the_separator_are_read(gzip_records, delta, tail):
+    """Writers that count the separator into Content-Length, end with one CRLF, or leave a
+    few block bytes out (warcio reads these, with a warning)."""
+    block = small_page(1)
+    record = warc_record(block, uri=URIS[1], content_length=len(block) + delta)[:-4] + tail
+    parts = [RECS[0], record, RECS[2]]
+    if gzip_records:
+        parts = gz(*parts)
+    found = items(b"".join(parts))
+    assert summary(found) == [
+        ("record", off, uri) for off, uri in zip(offsets(parts), URIS, strict=True)
+    ]
+    assert found[1].block.startswith(block[: len(block) + min(delta, 0)])
+    assert found[1].block == (block + b"\r\n\r\n")[: max(len(block), len(block) + delta)]
 
 
 # -- a 50 MB block -------------------------------------------------------------------------

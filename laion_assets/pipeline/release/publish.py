@@ -44,9 +44,10 @@ import json
 import os
 import posixpath
 import socket
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -77,6 +78,7 @@ CLAIM = "_CLAIM.json"
 CLAIM_TRIES = 100  # version numbers tried before a publish gives up
 RECHECK_TRIES = 3  # writes of one version before lists that keep changing fail it
 ROW_GROUP_ROWS = 16_384
+SPOOL_CHUNK = 1 << 22  # bytes copied at a time from an embedding spool to its .npy
 RELEASE_SCHEMA = pa.schema([
     ("URL", pa.string()), ("TEXT", pa.string()), ("WIDTH", pa.int32()), ("HEIGHT", pa.int32()),
     ("similarity", pa.float32()), ("punsafe", pa.float32()), ("pwatermark", pa.float32()),
@@ -191,15 +193,81 @@ def select_shards(store: DatasetStore, config: ReleaseConfig) -> tuple[list[str]
 # -- publishing ------------------------------------------------------------------------------
 
 
-@dataclass
 class _Part:
-    """Rows waiting to become one part: tables and embedding rows from several shards."""
+    """One part being written, streamed: data and provenance rows go to their parquet files a
+    row group at a time, embedding rows to local spool files until the part's row count (in
+    the `.npy` header) is known. Memory holds at most one row group, whatever the part size."""
 
-    data: list[pa.Table] = field(default_factory=list)
-    provenance: list[pa.Table] = field(default_factory=list)
-    image: list[np.ndarray] = field(default_factory=list)
-    text: list[np.ndarray] = field(default_factory=list)
-    rows: int = 0
+    def __init__(self, publisher: _Publisher, name: str) -> None:
+        self.publisher, self.name = publisher, name
+        self.rows = 0
+        self.dim: int | None = None
+        self.buffered: list[tuple[pa.Table, pa.Table]] = []  # < ROW_GROUP_ROWS rows
+        self.buffered_rows = 0
+        self.writers: list[tuple[_HashingWriter, pq.ParquetWriter]] = []
+        self.spools: list[BinaryIO] = []
+
+    def add(self, data: pa.Table, provenance: pa.Table, image: np.ndarray,
+            text: np.ndarray) -> None:
+        if not self.writers:
+            self._open()
+        if self.dim is None:
+            self.dim = image.shape[1]
+        for spool, array in zip(self.spools, (image, text), strict=True):
+            spool.write(np.ascontiguousarray(array, dtype="<f2").tobytes())
+        self.buffered.append((data.cast(RELEASE_SCHEMA), provenance.cast(PROVENANCE_SCHEMA)))
+        self.buffered_rows += data.num_rows
+        self.rows += data.num_rows
+        if self.buffered_rows >= ROW_GROUP_ROWS:
+            self._write_row_groups(final=False)
+
+    def close(self) -> None:
+        """Write what is buffered, the `.npy` files, and close every file of the part."""
+        if not self.writers:
+            self._open()
+        self._write_row_groups(final=True)
+        for (sink, writer), relative in zip(self.writers, self._parquet_names(), strict=True):
+            writer.close()
+            sink.close()
+            self.publisher.files[relative]["rows"] = self.rows
+        for spool, kind in zip(self.spools, ("img_emb", "text_emb"), strict=True):
+            self._npy(f"{kind}/{self.name}.npy", spool)
+            spool.close()
+
+    def _parquet_names(self) -> tuple[str, str]:
+        return f"data/{self.name}.parquet", f"provenance/{self.name}.parquet"
+
+    def _open(self) -> None:
+        for relative, schema in zip(self._parquet_names(), (RELEASE_SCHEMA, PROVENANCE_SCHEMA),
+                                    strict=True):
+            sink = self.publisher.open(relative)
+            self.writers.append((sink, pq.ParquetWriter(sink, schema, compression="zstd")))
+        self.spools = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+
+    def _write_row_groups(self, final: bool) -> None:
+        """Buffered rows out in row groups of ROW_GROUP_ROWS (small: a lookup reads one);
+        a remainder smaller than that stays buffered unless `final`."""
+        if not self.buffered:
+            return
+        tables = [pa.concat_tables(t) for t in zip(*self.buffered, strict=True)]
+        whole = tables[0].num_rows if final else (
+            tables[0].num_rows // ROW_GROUP_ROWS * ROW_GROUP_ROWS)
+        for (_, writer), table in zip(self.writers, tables, strict=True):
+            if whole:
+                writer.write_table(table.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+        rest = tables[0].num_rows - whole
+        self.buffered = [(tables[0].slice(whole), tables[1].slice(whole))] if rest else []
+        self.buffered_rows = rest
+
+    def _npy(self, relative: str, spool: BinaryIO) -> None:
+        with self.publisher.open(relative) as handle:
+            header = {"descr": "<f2", "fortran_order": False,
+                      "shape": (self.rows, self.dim or 0)}
+            np.lib.format.write_array_header_1_0(handle, header)
+            spool.seek(0)
+            while chunk := spool.read(SPOOL_CHUNK):
+                handle.write(chunk)
+        self.publisher.files[relative]["rows"] = self.rows
 
 
 class _Publisher:
@@ -208,7 +276,7 @@ class _Publisher:
         self.files: dict[str, dict] = {}
         self.parts = 0
         self.rows = 0
-        self.pending = _Part()
+        self.pending = _Part(self, "part-00000")
 
     def open(self, relative: str) -> _HashingWriter:
         handle = self.store.open(posixpath.join(self.folder, relative), "wb")
@@ -216,43 +284,27 @@ class _Publisher:
 
     def add(self, data: pa.Table, provenance: pa.Table, image: np.ndarray,
             text: np.ndarray) -> None:
-        part = self.pending
-        part.data.append(data)
-        part.provenance.append(provenance)
-        part.image.append(image)
-        part.text.append(text)
-        part.rows += data.num_rows
-        if part.rows >= self.rows_per_part:
-            self.flush()
+        """Rows for the release, in slices of at most a row group; a part is closed once it
+        holds `rows_per_part` rows."""
+        start = 0
+        while start < data.num_rows:
+            room = self.rows_per_part - self.pending.rows
+            stop = min(data.num_rows, start + ROW_GROUP_ROWS, start + room)
+            self.pending.add(data.slice(start, stop - start),
+                             provenance.slice(start, stop - start), image[start:stop],
+                             text[start:stop])
+            if self.pending.rows >= self.rows_per_part:
+                self.flush()
+            start = stop
 
     def flush(self) -> None:
         part = self.pending
         if not part.rows and self.parts:
             return
-        name = f"part-{self.parts:05d}"
-        self._parquet(f"data/{name}.parquet", part.data, RELEASE_SCHEMA)
-        self._parquet(f"provenance/{name}.parquet", part.provenance, PROVENANCE_SCHEMA)
-        self._npy(f"img_emb/{name}.npy", part.image, part.rows)
-        self._npy(f"text_emb/{name}.npy", part.text, part.rows)
+        part.close()
         self.parts += 1
         self.rows += part.rows
-        self.pending = _Part()
-
-    def _parquet(self, relative: str, tables: list[pa.Table], schema: pa.Schema) -> None:
-        table = pa.concat_tables(tables) if tables else schema.empty_table()
-        with self.open(relative) as handle:  # small row groups: a lookup reads one of them
-            pq.write_table(table.cast(schema), handle, compression="zstd",
-                           row_group_size=ROW_GROUP_ROWS)
-        self.files[relative]["rows"] = table.num_rows
-
-    def _npy(self, relative: str, arrays: list[np.ndarray], rows: int) -> None:
-        dim = arrays[0].shape[1] if arrays else 0
-        with self.open(relative) as handle:
-            header = {"descr": "<f2", "fortran_order": False, "shape": (rows, dim)}
-            np.lib.format.write_array_header_1_0(handle, header)
-            for array in arrays:
-                handle.write(np.ascontiguousarray(array, dtype="<f2").tobytes())
-        self.files[relative]["rows"] = rows
+        self.pending = _Part(self, f"part-{self.parts:05d}")
 
 
 class _HashingWriter:

@@ -518,26 +518,66 @@ def _describe(config: ReleaseConfig, version: int, parent: int | None, written: 
 def _add_parent_rows(store: DatasetStore, parent: ReleaseManifest, publisher: _Publisher,
                      ctx: PublishContext, kept: set[int], withheld: Counter,
                      withheld_rows: dict) -> None:
-    """The parent version's rows, part by part, less those the lists and the ledger match."""
-    folder = parent.folder
+    """The parent version's rows, a row group at a time, less those the lists and the ledger
+    match (memory holds one row group of a part, whatever the part's size)."""
     for part in range(parent.parts):
-        name = f"part-{part:05d}"
-        data = store.read_parquet(f"{folder}/data/{name}.parquet")
-        provenance = store.read_parquet(f"{folder}/provenance/{name}.parquet")
-        columns = {"pair_id": data.column("hash"), "url": data.column("URL")}
-        columns.update({c: provenance.column(c) for c in HASH_COLUMNS})
-        blocked = _blocked(pa.table(columns), ctx)
-        ids = data.column("hash").to_pylist()
-        for i, reason in blocked.items():
-            withheld[reason[0]] += 1
-            withheld_rows[ids[i]] = reason
-        keep = [i for i in range(data.num_rows) if i not in blocked]
-        kept.update(ids[i] for i in keep)
-        if keep:
-            rows, index = pa.array(keep, pa.int64()), np.asarray(keep)
-            publisher.add(data.take(rows), provenance.take(rows),
-                          _read_npy(store, f"{folder}/img_emb/{name}.npy")[index],
-                          _read_npy(store, f"{folder}/text_emb/{name}.npy")[index])
+        for data, provenance, image, text in _part_row_groups(store, parent.folder, part):
+            columns = {"pair_id": data.column("hash"), "url": data.column("URL")}
+            columns.update({c: provenance.column(c) for c in HASH_COLUMNS})
+            blocked = _blocked(pa.table(columns), ctx)
+            ids = data.column("hash").to_pylist()
+            for i, reason in blocked.items():
+                withheld[reason[0]] += 1
+                withheld_rows[ids[i]] = reason
+            keep = [i for i in range(data.num_rows) if i not in blocked]
+            kept.update(ids[i] for i in keep)
+            if keep:
+                rows, index = pa.array(keep, pa.int64()), np.asarray(keep)
+                publisher.add(data.take(rows), provenance.take(rows), image[index], text[index])
+
+
+def _part_row_groups(store: DatasetStore, folder: str, part: int
+                     ) -> Iterator[tuple[pa.Table, pa.Table, np.ndarray, np.ndarray]]:
+    """(data rows, provenance rows, image and text embedding rows) of one part of a version,
+    row group by row group."""
+    name = f"part-{part:05d}"
+    with (store.open(f"{folder}/data/{name}.parquet") as data_handle,
+          store.open(f"{folder}/provenance/{name}.parquet") as provenance_handle,
+          store.open(f"{folder}/img_emb/{name}.npy") as image_handle,
+          store.open(f"{folder}/text_emb/{name}.npy") as text_handle):
+        data_file = pq.ParquetFile(data_handle, pre_buffer=False)
+        provenance = pq.ParquetFile(provenance_handle, pre_buffer=False).iter_batches(
+            batch_size=ROW_GROUP_ROWS, use_threads=False)
+        image, text = _NpyRows(image_handle), _NpyRows(text_handle)
+        pending = PROVENANCE_SCHEMA.empty_table()
+        for group in range(data_file.num_row_groups):
+            data = data_file.read_row_group(group, use_threads=False)
+            while pending.num_rows < data.num_rows:  # provenance groups may be cut elsewhere
+                pending = pa.concat_tables([pending, pa.Table.from_batches(
+                    [next(provenance)]).cast(PROVENANCE_SCHEMA)])
+            rows = data.num_rows
+            yield data, pending.slice(0, rows), image.take(rows), text.take(rows)
+            pending = pending.slice(rows)
+
+
+class _NpyRows:
+    """Consecutive rows of a 2-D `.npy` file read from an open binary file."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        version = np.lib.format.read_magic(handle)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(handle)
+        self.handle, self.dtype = handle, dtype
+        self.dim = shape[1] if len(shape) > 1 else 0
+
+    def take(self, rows: int) -> np.ndarray:
+        size = rows * self.dim * self.dtype.itemsize
+        data = self.handle.read(size)
+        if len(data) != size:
+            raise ReleaseError(f"{getattr(self.handle, 'path', self.handle)}: ends before "
+                               f"the rows its parquet part holds")
+        return np.frombuffer(data, self.dtype).reshape(rows, self.dim)
 
 
 def _blocked(pairs: pa.Table, ctx: PublishContext) -> dict[int, tuple[str, str]]:
@@ -547,11 +587,6 @@ def _blocked(pairs: pa.Table, ctx: PublishContext) -> dict[int, tuple[str, str]]
         for i, detail in zip(hits.index, hits.detail, strict=True):
             blocked.setdefault(i, (hits.rule, detail))
     return blocked
-
-
-def _read_npy(store: DatasetStore, relative: str) -> np.ndarray:
-    with store.open(relative) as handle:
-        return np.lib.format.read_array(handle)
 
 
 def _source_entry(shard: str, manifests: ShardOutputs) -> SourceShard:

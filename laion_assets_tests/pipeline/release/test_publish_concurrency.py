@@ -8,15 +8,18 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from laion_assets.pipeline.core.store import DatasetStore
 from laion_assets.pipeline.formats.urls import domain_of
+from laion_assets.pipeline.release import publish as publish_module
 from laion_assets.pipeline.release.publish import (
     CLAIM,
     PublishContext,
     PublishHooks,
     ReleaseConfig,
+    ReleaseError,
     claim_version,
     list_versions,
     publish_release,
@@ -191,3 +194,44 @@ def test_an_unrelated_ledger_entry_during_writing_is_recorded_as_checked(where):
     assert manifest["ledger_version"].startswith("1:")
     assert manifest["withheld"].get("takedown", 0) == 0
     assert verify_files(store, manifest) == []
+
+
+def _version_rows(store: DatasetStore, manifest: dict) -> dict[int, tuple]:
+    """hash -> (data row, provenance row, image and text embedding bytes) of a version."""
+    rows = {}
+    for part in range(manifest["parts"]):
+        name, folder = f"part-{part:05d}", manifest["folder"]
+        data = store.read_parquet(f"{folder}/data/{name}.parquet").to_pylist()
+        provenance = store.read_parquet(f"{folder}/provenance/{name}.parquet").to_pylist()
+        embeddings = []
+        for kind in ("img_emb", "text_emb"):
+            with store.open(f"{folder}/{kind}/{name}.npy") as handle:
+                embeddings.append(np.lib.format.read_array(handle))
+        for i, row in enumerate(data):
+            rows[row["hash"]] = (row, provenance[i], embeddings[0][i].tobytes(),
+                                 embeddings[1][i].tobytes())
+    return rows
+
+
+def test_a_takedown_version_is_its_parent_minus_the_removals(where, monkeypatch):
+    """Several parts of several row groups: every kept row keeps its columns, provenance and
+    embeddings; the source shards are the parent's."""
+    _, make = where
+    store = make()
+    monkeypatch.setattr(publish_module, "ROW_GROUP_ROWS", 5)
+    v1 = publish_release(store, ReleaseConfig(name=NAME, rows_per_part=12), _context(store))
+    assert v1["parts"] >= 2
+    rows1 = _version_rows(store, v1)
+    victim = next(iter(rows1.values()))[0]["URL"]
+    append(store, [new_takedown("url", victim, "court order")])
+    with pytest.raises(ReleaseError, match=r"v0007: not a committed version .*committed: v1\)"):
+        publish_release(store, ReleaseConfig(name=NAME, parent_version=7), _context(store))
+    v2 = publish_release(store, ReleaseConfig(name=NAME, rows_per_part=12, parent_version=1),
+                         _context(store))
+    rows2 = _version_rows(store, v2)
+    gone = {h for h, row in rows1.items() if row[0]["URL"] == victim}
+    assert gone and rows2.keys() == rows1.keys() - gone
+    assert all(rows2[h] == rows1[h] for h in rows2)
+    assert v2["parent"] == 1 and v2["source_shards"] == v1["source_shards"]
+    assert v2["removed_by_reason"] == {"takedown": len(gone)}
+    assert verify_files(store, v2) == []

@@ -11,9 +11,16 @@ import json
 import sys
 from typing import Any, TextIO
 
+from laion_assets.pipeline.core.manifests import (
+    CLIP_SCORED_PAIRS,
+    DOWNLOADED_IMAGES,
+    EXTRACTED_PAIRS,
+    SAFETY_FILTERED_PAIRS,
+)
+
 # a release's provenance columns naming the stage runs that made a row, and their stages
-RUN_COLUMNS = (("extracted_run_id", "extracted_pairs"), ("downloaded_run_id", "downloaded_images"),
-               ("scored_run_id", "clip_scored_pairs"), ("safety_run_id", "safety_filtered_pairs"))
+RUN_COLUMNS = (("extracted_run_id", EXTRACTED_PAIRS), ("downloaded_run_id", DOWNLOADED_IMAGES),
+               ("scored_run_id", CLIP_SCORED_PAIRS), ("safety_run_id", SAFETY_FILTERED_PAIRS))
 
 
 def add_provenance_command(subparsers: Any) -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ __all__ = ["STAGE", "downloaded_images"]
     "bytes, size, sha256, md5, PDQ) and the resized images as webdataset tars keyed by URL "
     "hash. Replays the drop's own WARC captures first, then the live web (config). A re-run "
     "keeps earlier successes and permanent failures; the counts describe every stored result.",
-    check_specs=[AssetCheckSpec("one_result_per_url", asset="downloaded_images",
+    check_specs=[AssetCheckSpec("one_result_per_url", asset=STAGE,
                                 description="every unique URL of the shard has one result")],
 )
 def downloaded_images(

@@ -43,9 +43,9 @@ class ExtractPairsConfig(Config):
     "normalised, alt text normalised, language identified, deduplicated by pair_id within the "
     "shard, with WARC provenance (file, record offset, record id, page URL, capture time).",
     check_specs=[
-        AssetCheckSpec("schema", asset="extracted_pairs",
+        AssetCheckSpec("schema", asset=STAGE,
                        description="columns and types are the extracted_pairs schema"),
-        AssetCheckSpec("pair_id_unique", asset="extracted_pairs",
+        AssetCheckSpec("pair_id_unique", asset=STAGE,
                        description="pair_id is unique within the shard"),
     ],
 )

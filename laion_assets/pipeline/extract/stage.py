@@ -20,7 +20,7 @@ from laion_assets.pipeline.extract.language import LanguageIdentifier
 from laion_assets.pipeline.extract.pairs import EXTRACTED_PAIRS_SCHEMA, pair_id
 from laion_assets.pipeline.extract.text import normalize_alt
 from laion_assets.pipeline.formats.charset import html_for_parser
-from laion_assets.pipeline.formats.html import choose_url, dimension, image_attributes, raw_alt
+from laion_assets.pipeline.formats.html import choose_url, dimension, image_attributes
 from laion_assets.pipeline.formats.http import (
     HttpParseError,
     charset_of,
@@ -150,33 +150,39 @@ class PairExtractor:
 
     def _rows(self, page: Page, warc_file: str) -> Iterator[tuple]:
         """Pair rows of a page. The hot loop of the stage: it works on the attribute dicts
-        directly and resolves a URL only for an `<img>` whose alt text passed."""
+        directly, checks the alt text before anything else, and resolves a URL only for an
+        `<img>` whose alt text passed; the page's columns are bound once."""
         config, stats, identify = self.config, self.stats, self.language.identify
-        dropped, languages = stats.dropped, stats.languages
+        dropped, languages, count_domain = stats.dropped, stats.languages, stats.count_domain
+        min_chars, max_chars = config.min_alt_chars, config.max_alt_chars
+        pixels = config.drop_tracking_pixels
         base_url, images = image_attributes(page.html, page.url)
         stats.counts["candidates"] += len(images)
+        provenance = (self.crawl, self.shard, warc_file, page.offset, page.record_id, page.url,
+                      page.capture_time)
         for attrs in images:
-            alt = raw_alt(attrs)
-            if alt is not None:
-                alt = normalize_alt(alt)
-            reason = _alt_reason(alt, config)
-            if reason is None:
-                url, source, reason = choose_url(attrs, base_url)
+            alt = attrs.get("alt")
+            if not alt:
+                dropped["empty_alt" if "alt" in attrs else "no_alt"] += 1
+                continue
+            alt = normalize_alt(alt)
+            length = len(alt)
+            if not length or length < min_chars or length > max_chars:
+                dropped[_alt_reason(alt, config)] += 1
+                continue
+            url, source, reason = choose_url(attrs, base_url)
             if reason is None:
                 width, height = dimension(attrs, "width"), dimension(attrs, "height")
-                if config.drop_tracking_pixels and _is_pixel(width, height):
+                if pixels and _is_pixel(width, height):
                     reason = "tracking_pixel"
             if reason is not None:
                 dropped[reason] += 1
                 continue
             language, score = identify(alt)
             languages[language] += 1
-            stats.count_domain(domain_of(url))
-            yield (
-                pair_id(url, alt), url, alt, language, score, source, width, height,
-                self.crawl, self.shard, warc_file, page.offset, page.record_id, page.url,
-                page.capture_time,
-            )
+            count_domain(domain_of(url))
+            yield (pair_id(url, alt), url, alt, language, score, source, width, height,
+                   *provenance)
 
 
 def extract_shard(

@@ -202,6 +202,8 @@ def dimension(attrs: dict[str, str | None], name: str) -> int | None:
     value = attrs.get(name)
     if not value:
         return None
+    if value.isdigit() and value.isascii():  # the common case, "640"
+        return int(value) if len(value) < 7 else None
     value = value.strip().removesuffix("px")
     if value.isascii() and value.isdigit() and len(value) < 7:  # "²".isdigit() is True
         return int(value)

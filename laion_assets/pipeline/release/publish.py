@@ -60,6 +60,7 @@ from laion_assets.pipeline.core.manifests import (
     SafetyFilteredPairsManifest,
     ShardOutputs,
     SourceShard,
+    read_current,
     require_current,
 )
 from laion_assets.pipeline.core.store import DatasetStore, StoreError
@@ -178,7 +179,8 @@ def select_shards(store: DatasetStore, config: ReleaseConfig) -> tuple[list[str]
     for crawl in crawls:
         keys = [s.key for s in registered_shards(store, crawl)]
         wanted = [k for k in keys if not config.shards or k in config.shards]
-        done = [k for k in wanted if store.current("safety_filtered_pairs", k) is not None]
+        done = [k for k in wanted
+                if read_current(store, SafetyFilteredPairsManifest, k) is not None]
         coverage[crawl] = {"known": len(keys), "included": len(done)}
         chosen.extend(done)
     unknown = set(config.shards) - set(chosen)

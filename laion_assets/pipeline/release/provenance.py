@@ -58,6 +58,7 @@ from laion_assets.pipeline.release.index import (
     normalize_query,
 )
 from laion_assets.pipeline.release.publish import (
+    REMOVED_FILE,
     known_crawls,
     list_releases,
     list_versions,
@@ -220,7 +221,7 @@ def _search_releases(store: DatasetStore, kind: str, canonical: Any) -> list[_Ve
 def _removed(store: DatasetStore, version: _Version, pids: set[int]) -> dict[int, dict]:
     if version.removed is None:
         version.removed = {}
-        path = version.manifest.path("removed.parquet")
+        path = version.manifest.path(REMOVED_FILE)
         if version.manifest.parent is not None and store.exists(path):
             table = _read_where(store, path, "hash", lambda c: pc.is_in(c, pa.array(
                 sorted(pids), pa.int64())))

@@ -75,6 +75,8 @@ from laion_assets.pipeline.shards.drops import registered_shards
 
 RELEASES = "releases"
 MANIFEST = "manifest.json"
+REMOVED_FILE = "removed.parquet"
+CARD_FILE = "README.md"
 CLAIM = "_CLAIM.json"
 CLAIM_TRIES = 100  # version numbers tried before a publish gives up
 RECHECK_TRIES = 3  # writes of one version before lists that keep changing fail it
@@ -511,7 +513,7 @@ def _describe(config: ReleaseConfig, version: int, parent: int | None, written: 
     publisher = written.publisher
     manifest = _manifest(config, version, parent, publisher.folder, publisher, written.sources,
                          written.coverage, written.withheld, written.removed, ctx)
-    with publisher.open("README.md") as handle:
+    with publisher.open(CARD_FILE) as handle:
         handle.write(dataset_card(manifest).encode())
     manifest["files"] = dict(sorted(publisher.files.items()))
     return manifest
@@ -690,9 +692,9 @@ def _write_removed(store: DatasetStore, name: str, parent: int | None, publisher
         out.append((pid, url, rule, reason))
         counts[(rule, reason)] += 1
     table = pa.table([[r[i] for r in out] for i in range(4)], schema=REMOVED_SCHEMA)
-    with publisher.open("removed.parquet") as handle:
+    with publisher.open(REMOVED_FILE) as handle:
         pq.write_table(table, handle, compression="zstd")
-    publisher.files["removed.parquet"]["rows"] = table.num_rows
+    publisher.files[REMOVED_FILE]["rows"] = table.num_rows
     return counts
 
 

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import os
 import posixpath
 import re
+import stat
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import fsspec
 
@@ -24,6 +28,9 @@ from laion_assets.pipeline.core.store import DatasetStore
 
 LISTINGS = ("warc.paths.gz", "warc.paths")
 CRAWL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_LISTING_BYTES = 64 << 20  # a full crawl's warc.paths is ~10 MB uncompressed
+MAX_WARC_BYTES = 16 << 30  # Common Crawl WARC files are ~1.2 GB
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 SHARD_KEY = re.compile(r"^(?P<crawl>[A-Za-z0-9][A-Za-z0-9._-]{0,99})/(?P<index>\d{5,})$")
 
 
@@ -94,15 +101,84 @@ def list_warc_files(
     if listing is None:
         return [_with_protocol(fs, p) for p in _warc_files_in(fs, root)]
     base = (listing_base or drop.uri).rstrip("/")
+    name = _with_protocol(fs, listing)
     with fs.open(listing, "rb") as handle:
-        raw = handle.read()
+        raw = handle.read(MAX_LISTING_BYTES + 1)
     try:
-        text = gzip.decompress(raw) if listing.endswith(".gz") else raw
+        text = _bounded_gunzip(raw) if listing.endswith(".gz") else raw
+        if len(raw) > MAX_LISTING_BYTES or len(text) > MAX_LISTING_BYTES:
+            raise DropError(f"{name}: listing over {MAX_LISTING_BYTES} bytes")
         lines = text.decode("utf-8").splitlines()
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise DropError(f"{_with_protocol(fs, listing)}: unreadable listing: {exc}") from exc
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+        raise DropError(f"{name}: unreadable listing: {exc}") from exc
     paths = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    return [p if "://" in p else f"{base}/{p.lstrip('/')}" for p in paths]
+    return [inside_drop(p, base, name) for p in paths]
+
+
+def inside_drop(entry: str, base: str, listing: str) -> str:
+    """The URI of a listing entry, resolved under `base` with the base's own protocol.
+
+    Refused (DropError naming the listing, the entry and the reason): `parent_reference`
+    (`..`), `absolute_path`, `other_protocol` (`file://`, `http://`, `memory://`, chained
+    `a::b` URLs, …), `outside_base` (another bucket, host or folder) and, for local drops,
+    `symlink_leaves_drop` and `not_a_regular_file` (devices, FIFOs, folders)."""
+    base_protocol, base_path = _split(base)
+    if _URI.match(entry) or "::" in entry:
+        protocol, path = _split(entry)
+        if protocol != base_protocol:
+            _refuse(listing, entry, "other_protocol", f"the drop's protocol is {base_protocol}")
+        path = posixpath.normpath(path)
+        if not path.startswith(base_path.rstrip("/") + "/"):
+            _refuse(listing, entry, "outside_base", f"not under {base}")
+        uri = base + path[len(base_path.rstrip("/")) :]
+    elif entry.startswith(("/", "\\")):
+        _refuse(listing, entry, "absolute_path", f"paths are relative to {base}")
+    elif ".." in re.split(r"[/\\]", entry):
+        _refuse(listing, entry, "parent_reference", f"paths stay under {base}")
+    else:
+        uri = f"{base}/{entry}"
+    if base_protocol == "file":
+        reason = _local_refusal(_split(uri)[1], base_path)
+        if reason:
+            _refuse(listing, entry, *reason)
+    return uri
+
+
+def _split(uri: str) -> tuple[str, str]:
+    protocol, path = fsspec.core.split_protocol(uri)
+    return (protocol or "file"), (path if protocol else os.path.abspath(path))
+
+
+def _refuse(listing: str, entry: str, reason: str, detail: str) -> NoReturn:
+    raise DropError(f"{listing}: entry {entry!r}: {reason} ({detail})")
+
+
+def _local_refusal(path: str, base_path: str) -> tuple[str, str] | None:
+    """Why a local file may not be read as a drop's WARC file (None: it may)."""
+    real, real_base = os.path.realpath(path), os.path.realpath(base_path)
+    if os.path.commonpath([real, real_base]) != real_base:
+        return "symlink_leaves_drop", f"it resolves to {real}"
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return None  # not there yet: observing the shard will say so
+    if not stat.S_ISREG(mode):
+        return "not_a_regular_file", f"{real} is a {_kind(mode)}"
+    return None
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISDIR, "folder")):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def _bounded_gunzip(raw: bytes) -> bytes:
+    with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unpacked:
+        return unpacked.read(MAX_LISTING_BYTES + 1)
 
 
 def register_drop(
@@ -129,9 +205,61 @@ def register_drop(
     return shards
 
 
-def open_uri(uri: str, storage_options: dict[str, Any] | None = None) -> BinaryIO:
-    """Open a WARC file by URI (a local path or any fsspec URL such as s3://) for reading."""
-    return fsspec.open(uri, "rb", **(storage_options or {})).open()
+def open_uri(
+    uri: str, storage_options: dict[str, Any] | None = None, max_bytes: int = MAX_WARC_BYTES
+) -> BinaryIO:
+    """Open a WARC file by URI (a local path or any fsspec URL such as s3://) for reading.
+
+    Only regular files of at most `max_bytes` are opened, and reads stop at the size the file
+    had when it was opened (a file that grows, or a device, cannot stream without end)."""
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    if _split(uri)[0] == "file":
+        handle: BinaryIO = open(path, "rb")  # the caller closes it
+        mode = os.fstat(handle.fileno()).st_mode
+        size = os.fstat(handle.fileno()).st_size
+        if not stat.S_ISREG(mode):
+            handle.close()
+            raise DropError(f"{uri}: not_a_regular_file ({_kind(mode)})")
+    else:
+        size = int(fs.info(path)["size"])
+        handle = fs.open(path, "rb")
+    if size > max_bytes:
+        handle.close()
+        raise DropError(f"{uri}: file_too_large ({size} bytes > {max_bytes})")
+    return _Bounded(handle, size)
+
+
+class _Bounded(io.RawIOBase):
+    """A read-only view of a file that never reads past `size` bytes."""
+
+    def __init__(self, handle: BinaryIO, size: int) -> None:
+        super().__init__()
+        self._handle, self.size = handle, size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._handle.seek(offset, whence)
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(0, self.size - self._handle.tell())
+        return self._handle.read(left if n is None or n < 0 else min(n, left))
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
 
 
 def observe_files(
@@ -223,9 +351,19 @@ def _listing_path(fs: fsspec.AbstractFileSystem, root: str) -> str | None:
 
 
 def _warc_files_in(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
-    return sorted(fs.glob(posixpath.join(root, "**", "*.warc.gz")))
+    files = sorted(fs.glob(posixpath.join(root, "**", "*.warc.gz")))
+    if _protocol(fs) in ("file", "local"):
+        for path in files:
+            reason = _local_refusal(path, root)
+            if reason:
+                _refuse(root, posixpath.relpath(path, root), *reason)
+    return files
+
+
+def _protocol(fs: fsspec.AbstractFileSystem) -> str:
+    return fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
 
 
 def _with_protocol(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
+    protocol = _protocol(fs)
     return path if protocol in ("file", "local") else f"{protocol}://{path}"

@@ -311,6 +311,8 @@ class ReleaseManifest:
     lists_version: str = ""
     policy_at_publish: dict[str, Any] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # source rows outside the release's subset (config["subset"]), by first failing condition
+    subset_excluded: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "counts", _funnel(self.counts))

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from laion_assets.pipeline.core.manifests import FUNNEL, ReleaseManifest
+from laion_assets.pipeline.release.subsets import describe_subset
 
 STAGE_TEXT = {
     "html_pages": "HTML pages read from the WARC files",
@@ -33,7 +34,8 @@ def dataset_card(manifest: ReleaseManifest | dict[str, Any]) -> str:
         "## Files",
         "",
         "- `data/part-*.parquet`: `URL, TEXT, WIDTH, HEIGHT, similarity, punsafe, pwatermark, "
-        "LANGUAGE, hash` (hash: xxh64 of the URL and the caption)",
+        "LANGUAGE, hash, AESTHETIC_SCORE` (hash: xxh64 of the URL and the caption; "
+        "AESTHETIC_SCORE: LAION-Aesthetics, empty where no head fits the CLIP model)",
         "- `img_emb/`, `text_emb/`: float16 CLIP embeddings, row-aligned with the data parts",
         "- `provenance/part-*.parquet`: per row, the crawl, shard, WARC file, record offset and "
         "id, page URL, capture time, fetch source and time, image hashes, model and run ids",
@@ -52,6 +54,12 @@ def dataset_card(manifest: ReleaseManifest | dict[str, Any]) -> str:
         "## Filters and thresholds",
         "",
         *_filters(manifest.policy_at_publish),
+        "",
+        "## Subset",
+        "",
+        describe_subset(manifest.config.get("subset")),
+        *[f"- left out as outside the subset: {n:,} ({reason})"
+          for reason, n in manifest.subset_excluded.items()],
         "",
         "## Changes",
         "",
@@ -94,7 +102,9 @@ def _filters(policy: dict) -> list[str]:
         f"side, aspect ratio at most {quality['max_aspect_ratio']}:1; captions of "
         f"{quality['min_text_chars']}–{quality['max_text_chars']} characters",
         f"- `punsafe` < {nsfw['threshold']} ("
-        + ("LAION's NSFW head" if nsfw["head"] else "zero-shot CLIP concepts")
+        + ("an NSFW head file" if nsfw["head"] else
+           "LAION's NSFW detector where it fits the CLIP model, else zero-shot CLIP concepts"
+           if nsfw.get("laion_head") else "zero-shot CLIP concepts")
         + "), NSFW keywords, and never a minor-related signal together with an NSFW one",
         f"- `pwatermark` < {watermark['threshold']}" if watermark["enabled"]
         else "- no watermark filter",

@@ -47,12 +47,13 @@ import socket
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from laion_assets.pipeline.core.manifests import (
@@ -67,6 +68,7 @@ from laion_assets.pipeline.core.store import DatasetStore, StoreError
 from laion_assets.pipeline.formats.embeddings import read_embeddings
 from laion_assets.pipeline.release.card import dataset_card
 from laion_assets.pipeline.release.index import write_indexes
+from laion_assets.pipeline.release.subsets import SubsetRule
 from laion_assets.pipeline.safety.lists import SafetyLists, load_lists
 from laion_assets.pipeline.safety.policy import SafetyPolicy
 from laion_assets.pipeline.safety.takedowns import Takedown, ledger_version, read_ledger
@@ -86,6 +88,7 @@ RELEASE_SCHEMA = pa.schema([
     ("URL", pa.string()), ("TEXT", pa.string()), ("WIDTH", pa.int32()), ("HEIGHT", pa.int32()),
     ("similarity", pa.float32()), ("punsafe", pa.float32()), ("pwatermark", pa.float32()),
     ("LANGUAGE", pa.string()), ("hash", pa.int64()),
+    ("AESTHETIC_SCORE", pa.float32()),  # LAION-Aesthetics; null where no head fits the model
 ])
 PROVENANCE_SCHEMA = pa.schema([
     ("hash", pa.int64()), ("crawl", pa.string()), ("shard", pa.string()),
@@ -118,6 +121,10 @@ class ReleaseConfig:
     # >0: keep version N's rows and source shards minus what lists and ledger now match (a
     # takedown or list-change version); crawls and shards are then ignored
     parent_version: int = 0
+    # LAION-style subset of the passing pairs (language, aesthetic, punsafe, pwatermark,
+    # per-language similarity) of the source shards' passing pairs (a parent version's rows
+    # are kept as they are); recorded in the manifest's config, stated on the card
+    subset: SubsetRule = field(default_factory=SubsetRule)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -376,6 +383,7 @@ class _Written:
     coverage: dict
     withheld: Counter
     removed: Counter
+    subset_excluded: Counter  # source rows outside the subset, by first failing condition
 
 
 def publish_release(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext,
@@ -481,7 +489,7 @@ def _write_rows(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext,
                 parent: int | None) -> _Written:
     """Every file of the version but its card and manifest."""
     publisher = _Publisher(store, folder, config.rows_per_part)
-    withheld = Counter()
+    withheld, subset_excluded = Counter(), Counter()
     withheld_rows: dict[int, tuple[str, str]] = {}
     seen_pairs: set[int] = set()
     seen_images: set[str] = set()
@@ -496,7 +504,7 @@ def _write_rows(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext,
             manifests = ShardOutputs.require(store, shard)
             sources.append(_source_entry(shard, manifests))
             _add_shard(store, manifests, publisher, ctx, config, seen_pairs, seen_images,
-                       withheld, withheld_rows)
+                       withheld, withheld_rows, subset_excluded)
             ctx.log(f"{shard}: {publisher.rows + publisher.pending.rows} rows so far")
     publisher.flush()
     index_files = write_indexes(read_parts(store, folder, publisher.parts, ("sha256",)),
@@ -504,7 +512,7 @@ def _write_rows(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext,
     publisher.files.update(index_files)  # rows, bytes and sha256, as write_indexes hashed them
     removed = _write_removed(store, config.name, parent, publisher, seen_pairs, withheld_rows,
                              sources)
-    return _Written(publisher, sources, coverage, withheld, removed)
+    return _Written(publisher, sources, coverage, withheld, removed, subset_excluded)
 
 
 def _describe(config: ReleaseConfig, version: int, parent: int | None, written: _Written,
@@ -513,6 +521,7 @@ def _describe(config: ReleaseConfig, version: int, parent: int | None, written: 
     publisher = written.publisher
     manifest = _manifest(config, version, parent, publisher.folder, publisher, written.sources,
                          written.coverage, written.withheld, written.removed, ctx)
+    manifest["subset_excluded"] = dict(written.subset_excluded.most_common())
     with publisher.open(CARD_FILE) as handle:
         handle.write(dataset_card(manifest).encode())
     manifest["files"] = dict(sorted(publisher.files.items()))
@@ -606,9 +615,11 @@ def _source_entry(shard: str, manifests: ShardOutputs) -> SourceShard:
 
 def _add_shard(store: DatasetStore, manifests: ShardOutputs, publisher: _Publisher,
                ctx: PublishContext, config: ReleaseConfig, seen_pairs: set[int],
-               seen_images: set[str], withheld: Counter, withheld_rows: dict) -> None:
+               seen_images: set[str], withheld: Counter, withheld_rows: dict,
+               subset_excluded: Counter) -> None:
     safety = manifests.safe
     pairs = store.read_parquet(safety.pairs_file)
+    outside = _outside_subset(config.subset, pairs, safety)
     embeddings = read_embeddings(lambda n: store.open(safety.path(n)))
     blocked = _blocked(pairs, ctx)
     keep = []
@@ -617,6 +628,8 @@ def _add_shard(store: DatasetStore, manifests: ShardOutputs, publisher: _Publish
         if i in blocked:
             withheld[blocked[i][0]] += 1
             withheld_rows[pid] = blocked[i]
+        elif outside[i] is not None:
+            subset_excluded[outside[i]] += 1
         elif pid in seen_pairs:
             withheld["duplicate_pair"] += 1
         elif config.dedup_by_sha256 and digest in seen_images:
@@ -632,14 +645,29 @@ def _add_shard(store: DatasetStore, manifests: ShardOutputs, publisher: _Publish
                       np.asarray(embeddings.image[index]), np.asarray(embeddings.text[index]))
 
 
+def _outside_subset(rule: SubsetRule, pairs: pa.Table, safety: SafetyFilteredPairsManifest
+                    ) -> np.ndarray:
+    """Per passing pair of a shard: None when the release's subset holds it, else why not."""
+    if not rule.active:
+        return np.full(pairs.num_rows, None, dtype=object)
+    try:
+        rule.check_model(str(safety.model.get("model")), safety.shard)
+    except ValueError as exc:
+        raise ReleaseError(str(exc)) from exc
+    return rule.select(pairs)
+
+
 def _release_rows(rows: pa.Table) -> pa.Table:
+    aesthetic = (rows.column("aesthetic") if "aesthetic" in rows.column_names
+                 else pa.nulls(rows.num_rows, pa.float32()))  # shards filtered before heads
+    aesthetic = pc.if_else(pc.is_nan(aesthetic), None, aesthetic)
     return pa.table({
         "URL": rows.column("url"), "TEXT": rows.column("text"),
         "WIDTH": rows.column("width").cast(pa.int32()),
         "HEIGHT": rows.column("height").cast(pa.int32()),
         "similarity": rows.column("similarity"), "punsafe": rows.column("punsafe"),
         "pwatermark": rows.column("pwatermark"), "LANGUAGE": rows.column("language"),
-        "hash": rows.column("pair_id")}, schema=RELEASE_SCHEMA)
+        "hash": rows.column("pair_id"), "AESTHETIC_SCORE": aesthetic}, schema=RELEASE_SCHEMA)
 
 
 def _provenance_rows(rows: pa.Table, manifests: ShardOutputs) -> pa.Table:

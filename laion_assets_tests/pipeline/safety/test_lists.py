@@ -1,6 +1,7 @@
 """Hash, URL and opt-out lists read from the dataset store."""
 
 import gzip
+import json
 
 import pyarrow as pa
 import pytest
@@ -15,8 +16,18 @@ from laion_assets.pipeline.safety.lists import (
     read_values,
 )
 from laion_assets.pipeline.safety.policy import SafetyPolicy
-from laion_assets.pipeline.safety.takedowns import normalize_value
+from laion_assets.pipeline.safety.takedowns import (
+    append,
+    new_takedown,
+    normalize_value,
+    read_ledger,
+)
 from laion_assets.pipeline.safety.verify import listed_pairs
+from laion_assets.settings import storage_options
+from laion_assets_tests import s3 as s3_server
+
+moto_endpoint = s3_server.moto_endpoint
+s3 = s3_server.s3
 
 MD5_A, MD5_B = "0123456789abcdef" * 2, "fedcba9876543210" * 2
 SHA1 = "ab" * 20
@@ -247,3 +258,24 @@ def test_url_lists_normalise_variants_of_a_released_url(store, variant):
     rows = pa.table({"pair_id": [7, 8], "url": [RELEASED, "https://img.example.com/other.jpg"]})
     hits = {h.rule: h.index for h in listed_pairs(rows, lists, [], SafetyPolicy())}
     assert hits["url_list"] == [0] and set(map(tuple, hits.values())) == {(0,)}
+
+
+def test_lists_and_ledger_files_are_walked_on_s3(s3):
+    """On an object store too, subfolders and odd names are applied, other files fail."""
+    store = DatasetStore(f"s3://{s3.bucket()}/store", storage_options(s3.endpoint))
+    _put(store, "safety/hash_lists/md5/a/b/partner.CSV", f"md5,label\n{MD5_C},x\n")
+    _put(store, "safety/opt_outs/domain/sites", "example.org\n")
+    append(store, [new_takedown("md5", MD5_D, "request")])
+    _put(store, "takedowns/ledger/by-hand/entry.json", _ledger_json(MD5_E))
+    lists = load_lists(store)
+    assert MD5_C in dict(lists.exact["md5"])["safety/hash_lists/md5/a/b/partner.CSV"]
+    assert dict(lists.optout_domains) == {"safety/opt_outs/domain/sites": {"example.org"}}
+    assert {e.value for e in read_ledger(store)} == {MD5_D, MD5_E}
+    _put(store, "safety/opt_outs/url/deep/er/list.xlsx", "x")
+    with pytest.raises(HashListError, match="safety/opt_outs/url/deep/er/list.xlsx"):
+        load_lists(store)
+
+
+def _ledger_json(value: str) -> str:
+    return json.dumps({"id": "td-000000000009", "kind": "md5", "value": value, "reason": "r",
+                       "added_at": "2026-01-01T00:00:00+00:00"})

@@ -28,6 +28,7 @@ from laion_assets.pipeline.release.publish import (
     released_rows,
     verify_files,
 )
+from laion_assets.pipeline.release.subsets import SimilarityThreshold, SubsetRule
 from laion_assets.pipeline.safety.lists import load_lists
 from laion_assets.pipeline.safety.takedowns import read_ledger
 from laion_assets.pipeline.safety.verify import listed_pairs
@@ -47,12 +48,29 @@ class ReleaseRunConfig(Config):
     parent_version: int = Field(default=0, description="0: select shards by crawls and "
                                 "shards; N: keep version N's rows and source shards minus what "
                                 "the lists and the ledger now match (takedown versions)")
+    # a LAION-style subset (laion_assets.pipeline.release.subsets); defaults: every pair
+    subset_name: str = Field(default="", description="e.g. en-aesthetic5-research-safe")
+    subset_language: str = Field(default="all", description="all, en (LAION-2B-en), multi "
+                                 "(LAION-2B-multi) or nolang (LAION-1B-nolang)")
+    min_aesthetic: float | None = Field(default=None, description="LAION-Aesthetics 5/6/6.5+")
+    max_punsafe: float | None = Field(default=None, description="Re-LAION research-safe: 0.45")
+    max_pwatermark: float | None = None
+    similarity_minimums: dict[str, float] = Field(
+        default={}, description="CLIP similarity minimum per language ('*': the others)")
+    similarity_model: str | None = Field(
+        default=None, description="the CLIP model the minimums are for (checked per shard)")
 
     def release_config(self) -> ReleaseConfig:
+        subset = SubsetRule(
+            name=self.subset_name, language=self.subset_language,
+            min_aesthetic=self.min_aesthetic, max_punsafe=self.max_punsafe,
+            max_pwatermark=self.max_pwatermark, similarity=tuple(
+                SimilarityThreshold(language, minimum, self.similarity_model)
+                for language, minimum in sorted(self.similarity_minimums.items())))
         return ReleaseConfig(name=self.name, crawls=tuple(self.crawls), shards=tuple(self.shards),
                              dedup_by_sha256=self.dedup_by_sha256,
                              rows_per_part=self.rows_per_part, notes=self.notes,
-                             parent_version=self.parent_version)
+                             parent_version=self.parent_version, subset=subset)
 
 
 @asset(

@@ -176,3 +176,15 @@ def test_a_similarity_table_for_another_model_is_refused(store):
     rule = SubsetRule(name="laion-multi", language="multi", similarity=LAION_SIMILARITY)
     with pytest.raises(ReleaseError, match="is for xlm-roberta-base-ViT-B-32, but shard"):
         _publish(store, "multi", rule)
+
+
+def test_the_release_run_config_carries_the_subset():
+    from laion_assets.defs.assets.release import ReleaseRunConfig
+
+    config = ReleaseRunConfig(subset_name="en-5", subset_language="en", min_aesthetic=5,
+                              max_punsafe=RESEARCH_SAFE, similarity_minimums={"en": 0.28},
+                              similarity_model="ViT-B-32").release_config()
+    assert config.subset == SubsetRule(name="en-5", language="en", min_aesthetic=5,
+                                       max_punsafe=RESEARCH_SAFE, similarity=(
+                                           SimilarityThreshold("en", 0.28, "ViT-B-32"),))
+    assert not ReleaseRunConfig().release_config().subset.active

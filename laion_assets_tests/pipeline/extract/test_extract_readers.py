@@ -1,0 +1,59 @@
+"""Which HTML reader a page goes to (lexbor, or the streaming tokenizer for pages lexbor
+cannot parse in bounded time) never changes a shard's rows or counts."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from laion_assets.pipeline.extract.stage import extract_shard
+from laion_assets.pipeline.formats import html
+from laion_assets_tests.conftest import SHARED_WARCS
+from laion_assets_tests.pipeline.formats.test_warc import gz, http_block, warc_record
+
+
+def open_local(path: str):
+    return open(path, "rb")  # noqa: SIM115 - extract_shard closes it
+
+
+def run(files: list[str]) -> tuple[list[dict], dict, dict]:
+    sink = io.BytesIO()
+    result = extract_shard(files, sink, open_file=open_local, crawl="CC-TEST", shard="00000")
+    rows = pq.read_table(io.BytesIO(sink.getvalue())).to_pylist()
+    return rows, dict(result.stats.counts), dict(result.stats.dropped)
+
+
+@pytest.fixture(scope="module")
+def shard_files(sample_drop_template) -> list[str]:
+    warcs = [p for p in sorted(SHARED_WARCS.glob("*.warc.gz")) if ".wat." not in p.name
+             and ".wet." not in p.name]
+    return [str(p) for p in warcs + sorted(sample_drop_template.rglob("*.warc.gz"))]
+
+
+def test_every_page_through_the_tokenizer_gives_the_same_shard(shard_files, monkeypatch):
+    by_lexbor = run(shard_files)
+    assert len(by_lexbor[0]) > 300
+    monkeypatch.setattr(html, "LEXBOR_MAX_BYTES", 0)
+    monkeypatch.setattr(html, "_UNCOUNTED_BYTES", -1)
+    assert not html.lexbor_is_bounded("<p>")
+    by_tokenizer = run(shard_files)
+    assert by_tokenizer == by_lexbor
+
+
+def test_a_hostile_page_in_a_shard_is_read_in_linear_time(tmp_path):
+    """200,000 nested elements around the images: lexbor would take minutes."""
+    body = ("<html><body>" + "<div>" * 200_000 + '<img src="/a.jpg" alt="deep inside it">'
+            + "</div>" * 200_000 + '<img src="/b.jpg" alt="after the nest">').encode()
+    path = tmp_path / "hostile.warc.gz"
+    path.write_bytes(b"".join(gz(warc_record(http_block(body), uri="http://example.com/"))))
+    start = time.process_time()
+    rows, counts, _ = run([str(path)])
+    assert time.process_time() - start <= 3.0  # reading, parsing, parquet; lexbor: minutes
+    assert [(r["url"], r["text"]) for r in rows] == [
+        ("http://example.com/a.jpg", "deep inside it"),
+        ("http://example.com/b.jpg", "after the nest"),
+    ]
+    assert counts["candidates"] == 2

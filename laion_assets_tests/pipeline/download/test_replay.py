@@ -91,3 +91,32 @@ def test_a_capture_that_cannot_be_read_names_file_and_offset(tmp_path):
     source = ReplaySource(index, lambda uri: open(broken, "rb"))
     with pytest.raises(ReplayError, match=f"offset {capture.offset}"):
         source.fetch(url)
+
+
+def test_a_brotli_bomb_capture_stops_at_the_cap(tmp_path):
+    """An image capture whose `Content-Encoding: br` body inflates to 256 MiB: replay stops
+    at the image cap with a named reason instead of inflating it all."""
+    import brotli
+
+    from laion_assets.pipeline.download.replay import MAX_IMAGE_RECORD_BYTES
+    from laion_assets_tests.pipeline.formats.test_warc import gz, http_block, warc_record
+
+    packer = brotli.Compressor(quality=5, lgwin=24)
+    parts = [packer.process(b"\0" * (1 << 20)) for _ in range(256)]
+    bomb = b"".join([*parts, packer.finish()])
+    block = http_block(bomb, content_type="image/png", headers=(("Content-Encoding", "br"),))
+    url = "http://example.com/bomb.png"
+    warc = tmp_path / "bomb.warc.gz"
+    warc.write_bytes(b"".join(gz(warc_record(block, uri=url))))
+    store = DatasetStore(str(tmp_path / "store"))
+    with store.open("p.parquet", "wb") as pairs, store.open("c.parquet", "wb") as caps:
+        extract_shard([str(warc)], pairs, open_file=lambda u: open(u, "rb"), crawl="t",
+                      shard="t/00000", captures_sink=caps)
+    source = ReplaySource(index_from_tables([store.read_parquet("c.parquet")]),
+                          lambda u: open(u, "rb"))
+    with pytest.raises(ReplayError) as caught:
+        source.fetch(url)
+    source.close()
+    assert str(caught.value) == (
+        f"{warc} at offset 0: page_too_large: over {MAX_IMAGE_RECORD_BYTES} bytes after br "
+        "decoding (stopped there)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import subprocess
 import sys
@@ -138,3 +139,18 @@ def test_a_bomb_never_takes_more_memory_than_the_cap(bombs, header, tmp_path):
     measured = json.loads(done.stdout)
     assert measured["reason"] == "page_too_large"
     assert measured["grew_kib"] < 32 << 10  # 32 MiB: the 8 MiB cap, its join, a chunk
+
+
+def test_a_bomb_page_is_a_named_skip_in_extraction(bombs):
+    """The decode site of extraction: the page is skipped as too large, the next one read."""
+    from laion_assets.pipeline.extract.stage import extract_shard
+    from laion_assets_tests.pipeline.formats.test_warc import gz, http_block, warc_record
+
+    good = http_block('<html><body><img src="/a.jpg" alt="A lighthouse at dawn"></body></html>')
+    bomb = http_block(bombs["br"], headers=(("Content-Encoding", "br"),))
+    parts = gz(warc_record(bomb, uri="http://example.com/bomb"),
+               warc_record(good, uri="http://example.com/good"))
+    result = extract_shard(["x"], io.BytesIO(), open_file=lambda _: io.BytesIO(b"".join(parts)),
+                           crawl="t", shard="t/00000")
+    assert result.rows == 1
+    assert [(s["offset"], s["reason"]) for s in result.skips] == [(0, "page_too_large")]

@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from laion_assets.definitions import build_definitions
+from laion_assets.defs.assets.extracted_pairs import ExtractPairsConfig
 from laion_assets.defs.library_fields import library_default, library_sources
 from laion_assets.defs.resources import (
     ClipModelResource,
@@ -16,12 +17,15 @@ from laion_assets.defs.resources import (
     SafetyPolicyResource,
 )
 from laion_assets.pipeline.download.stage import DownloadConfig
+from laion_assets.pipeline.extract.stage import ExtractConfig
 from laion_assets.pipeline.safety.policy import SafetyPolicy
 from laion_assets.pipeline.scoring.clip import ClipModelSpec
 from laion_assets.settings import OFFLINE, PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[2]
-LIBRARY_BACKED = [ImageFetcherResource, ClipModelResource, SafetyPolicyResource]
+# ... and the extraction run config, a Dagster `Config` built the same way
+LIBRARY_BACKED = [ImageFetcherResource, ClipModelResource, SafetyPolicyResource,
+                  ExtractPairsConfig]
 # Fields with no library config behind them: where the data is, how drops become shards.
 RESOURCE_ONLY = {
     DatasetStoreResource: {"root", "s3_endpoint", "gc_grace_seconds"},
@@ -64,6 +68,7 @@ def test_default_resources_build_the_library_defaults():
     assert ImageFetcherResource().download_config() == DownloadConfig()
     assert ClipModelResource().spec() == ClipModelSpec()
     assert SafetyPolicyResource().policy() == SafetyPolicy()
+    assert ExtractConfig(**ExtractPairsConfig().model_dump()) == ExtractConfig()
 
 
 def test_a_set_field_reaches_its_library_field():

@@ -8,10 +8,10 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
 )
-from pydantic import Field
 
 from laion_assets.defs.assets.shard_asset import ShardRun, shard_asset
 from laion_assets.defs.assets.warc_shards import warc_shards
+from laion_assets.defs.library_fields import library_field
 from laion_assets.defs.metadata import counts_table
 from laion_assets.defs.resources import CrawlDropsResource, DatasetStoreResource
 from laion_assets.pipeline.core.checks import duplicate_count, schema_problems
@@ -28,10 +28,14 @@ __all__ = ["STAGE", "ExtractPairsConfig", "extracted_pairs"]
 class ExtractPairsConfig(Config):
     """Extraction rules (LAION's defaults)."""
 
-    min_alt_chars: int = Field(default=5, description="shorter alt texts are dropped")
-    max_alt_chars: int = Field(default=2000, description="longer alt texts are dropped")
-    drop_tracking_pixels: bool = Field(default=True, description="drop declared 1x1 images")
-    max_page_bytes: int = Field(default=8 << 20, description="larger pages are skipped")
+    min_alt_chars: int = library_field(ExtractConfig, "min_alt_chars",
+                                       "shorter alt texts are dropped")
+    max_alt_chars: int = library_field(ExtractConfig, "max_alt_chars",
+                                       "longer alt texts are dropped")
+    drop_tracking_pixels: bool = library_field(ExtractConfig, "drop_tracking_pixels",
+                                               "drop declared 1x1 images")
+    max_page_bytes: int = library_field(ExtractConfig, "max_page_bytes",
+                                        "larger pages are skipped")
 
 
 @shard_asset(

@@ -105,7 +105,9 @@ def takedown_sensor(context: SensorEvaluationContext, dataset_store: DatasetStor
 def _next_version(manifest: ReleaseManifest, run_key: str, notes: list[str],
                   trigger: str) -> RunRequest:
     """The next version of `manifest`'s release: its parent's rows minus what now matches."""
-    config = {**manifest.config, "notes": ". ".join(notes), "parent_version": manifest.version}
+    # the parent's rows and shards: its selection (crawls, shards, subset) is not used again
+    config = {"name": manifest.name, "notes": ". ".join(notes), "parent_version": manifest.version,
+              "rows_per_part": int(manifest.config.get("rows_per_part", 1_000_000))}
     return RunRequest(run_key=run_key, run_config={"ops": {"release": {"config": config}}},
                       tags={"laion_assets/trigger": trigger,
                             "laion_assets/release": manifest.name,

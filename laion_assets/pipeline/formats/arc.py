@@ -3,10 +3,10 @@
 An ARC file starts with a `filedesc://` record; every record is one header line,
 `URL IP-address Archive-date Content-type Archive-length` (version 1; version 2 adds
 result code, checksum, location, offset and file name before the length), then
-`Archive-length` bytes, then a newline. Records are given the WARC headers warcio's
-`arc2warc` gives them: `warcinfo` for the `filedesc://` record, `response` (with
-`application/http`) for http(s) URLs, `resource` otherwise (`dns:`). The record id is
-derived from the URL and date, so that reading a record again gives the same id.
+`Archive-length` bytes, then a newline. Records get the WARC headers warcio's `arc2warc`
+gives them: `warcinfo` for the `filedesc://` record, `response` for every other one
+(`application/http` for http(s) URLs, the ARC content type otherwise, e.g. `dns:`). The
+record id is derived from the URL and date: reading a record again gives the same id.
 """
 
 from __future__ import annotations
@@ -59,6 +59,6 @@ def arc_headers(line: ArcLine) -> dict[str, str]:
     elif line.url.startswith(("http:", "https:")):
         headers.update({"warc-type": "response",
                         "content-type": "application/http; msgtype=response"})
-    else:
-        headers.update({"warc-type": "resource", "content-type": line.content_type})
+    else:  # dns: and other schemes: a response whose block is not HTTP
+        headers.update({"warc-type": "response", "content-type": line.content_type})
     return headers

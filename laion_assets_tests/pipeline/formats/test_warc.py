@@ -530,3 +530,60 @@ def test_a_cut_member_that_swallows_the_next_one_is_still_resynced():
     assert summary(found) == [("record", 0, "http://example.org/1"),
                               ("skip", len(first), "corrupt_gzip_member"),
                               ("record", len(first) + len(cut) // 2, "http://example.org/3")]
+
+
+# -- ARC files and records split over gzip members -------------------------------------------
+
+
+def arc_record(url: str, block: bytes, *, date: str = "20140216050221",
+               content_type: str = "text/html") -> bytes:
+    """One ARC v1 record: the header line, the block, the newline after it."""
+    return f"{url} 93.184.216.119 {date} {content_type} {len(block)}\n".encode() + block + b"\n"
+
+
+ARC_DESC = b"1 0 LiveWeb Capture\nURL IP-address Archive-date Content-type Archive-length\n"
+ARC_PARTS = [
+    arc_record("filedesc://test.arc.gz", ARC_DESC, content_type="text/plain"),
+    arc_record("http://example.com/0", small_page(0)),
+    arc_record("dns:example.com", b"example.com. 300 IN A 93.184.216.119"),
+    arc_record("http://example.com/2", small_page(2)),
+]
+
+
+@pytest.mark.parametrize("gzip_records", [True, False])
+def test_arc_files_read_as_warcio_arc2warc_does(gzip_records):
+    parts = gz(*ARC_PARTS) if gzip_records else ARC_PARTS
+    data = b"".join(parts)
+    found = items(data)
+    assert [(x.offset, x.rec_type, x.headers["warc-target-uri"]) for x in found] == [
+        (offsets(parts)[0], "warcinfo", "filedesc://test.arc.gz"),
+        (offsets(parts)[1], "response", "http://example.com/0"),
+        (offsets(parts)[2], "response", "dns:example.com"),
+        (offsets(parts)[3], "response", "http://example.com/2"),
+    ]
+    response = found[1]
+    assert response.block == small_page(0)
+    assert response.headers["content-type"] == "application/http; msgtype=response"
+    assert response.headers["warc-date"] == "2014-02-16T05:02:21Z"
+    assert found[2].headers["content-type"] == "text/html"
+    again = read_record_at(io.BytesIO(data), found[3].offset)
+    assert (again.headers, again.block) == (found[3].headers, small_page(2))
+    warcio_reads = [(r.rec_type, r.rec_headers.get_header("WARC-Target-URI"))
+                    for r in ArchiveIterator(io.BytesIO(data), arc2warc=True)]
+    assert warcio_reads == [("warcinfo", None)] + [  # warcio names no URI for the filedesc
+        (x.rec_type, x.headers["warc-target-uri"]) for x in found[1:]]
+
+
+def test_a_record_split_over_gzip_members_is_joined_and_the_next_found():
+    """What `warcio-example-wrong-chunks` is: head, body and separator in three members."""
+    record = warc_record(small_page(1), uri=URIS[1])
+    cut = record.index(b"<html>")
+    members = gz(RECS[0], record[:cut], record[cut:-4], b"\r\n\r\n" + RECS[2])
+    data = b"".join(members)
+    found = items(data)
+    starts = offsets(members)
+    assert summary(found) == [("record", 0, URIS[0]), ("record", starts[1], URIS[1]),
+                              ("record", starts[3], URIS[2])]
+    assert found[1].block == small_page(1)
+    for record in found:
+        assert read_record_at(io.BytesIO(data), record.offset).block == record.block

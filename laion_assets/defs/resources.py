@@ -257,7 +257,7 @@ class CaptionModelResource(ConfigurableResource):
     device: str = library_field(ClipModelSpec, "device", "auto: CUDA if available, else CPU")
     precision: str = library_field(ClipModelSpec, "precision",
                                    "auto: fp16 on CUDA, fp32 on CPU")
-    batch_size: int = Field(default=16, description="images per generation batch")
+    batch_size: int = library_field(CaptionConfig, "batch_size", "images per generation batch")
     cache_dir: str | None = library_field(ClipModelSpec, "cache_dir",
                                           "where remote weights are copied")
 

@@ -37,8 +37,7 @@ def synthetic_captions(
 ) -> MaterializeResult:
     shard_run = ShardRun.of(context, dataset_store)
     ranker = caption_model.ranker() or clip_model.scorer()
-    manifest = shard_run(captions_stage.run, caption_model.captioner(), ranker,
-                         batch_size=caption_model.batch_size)
+    manifest = shard_run(captions_stage.run, caption_model.captioner(), ranker)
     return shard_run.result(manifest, {
         "dagster/row_count": manifest.rows,
         "captioned_this_run": manifest.captioned,

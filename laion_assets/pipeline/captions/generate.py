@@ -39,7 +39,8 @@ class CaptionConfig:
     top_k: int = 50
     temperature: float = 1.0
     num_beams: int = 6
-    seed: int = 0
+    seed: int = 0  # batch n is generated with seed + n
+    batch_size: int = 16  # images per generation batch (with the seed, decides the captions)
 
     def __post_init__(self) -> None:
         if self.generation not in GENERATION_TYPES:

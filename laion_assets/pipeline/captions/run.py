@@ -21,7 +21,7 @@ from laion_assets.pipeline.scoring.clip import ClipScorer
 
 
 def run(store: DatasetStore, shard: str, captioner: Captioner, ranker: ClipScorer, *,
-        batch_size: int = 16, run_id: str = "", log: Callable[[str], None] = print
+        run_id: str = "", log: Callable[[str], None] = print
         ) -> SyntheticCaptionsManifest:
     """Caption every fetched image of the shard not yet captioned by the same models."""
     require_current(store, ClipScoredPairsManifest, shard)  # captions follow scoring
@@ -35,7 +35,7 @@ def run(store: DatasetStore, shard: str, captioner: Captioner, ranker: ClipScore
         with output.open(CAPTIONS_FILE) as sink:
             summary = caption_shard(captioner, ranker, results,
                                     lambda name: store.open(images.path(name)), sink,
-                                    previous=old, batch_size=batch_size, log=log)
+                                    previous=old, log=log)
         manifest = commit(output, SyntheticCaptionsManifest(
             shard=shard, rows=summary.rows, file=output.file(CAPTIONS_FILE),
             captioned=summary.captioned, carried_over=summary.carried_over,

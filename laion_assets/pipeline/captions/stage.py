@@ -53,7 +53,7 @@ def caption_identity(captioner: Captioner, ranker: ClipScorer) -> str:
 def caption_shard(
     captioner: Captioner, ranker: ClipScorer, results: pa.Table,
     open_tar: Callable[[str], BinaryIO], sink: BinaryIO, previous: pa.Table | None = None,
-    batch_size: int = 16, log: Callable[[str], None] | None = None, log_every: int = 10,
+    log: Callable[[str], None] | None = None, log_every: int = 10,
 ) -> CaptionSummary:
     """Caption every fetched image in `results` (the download stage's table) into `sink`."""
     identity = caption_identity(captioner, ranker)
@@ -66,7 +66,8 @@ def caption_shard(
     with pq.ParquetWriter(sink, CAPTIONS_SCHEMA, compression="zstd") as writer:
         if kept.table.num_rows:
             writer.write_table(kept.table)
-        batches = _image_batches(todo, open_tar, captioner, ranker, batch_size)
+        batches = _image_batches(todo, open_tar, captioner, ranker,
+                                 captioner.config.batch_size)
         for number, (keys, coca_in, rank_in, bad) in enumerate(batches):
             failed += bad
             if not keys:

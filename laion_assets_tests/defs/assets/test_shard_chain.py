@@ -91,7 +91,9 @@ def test_rematerializing_replaces_and_a_failure_keeps_the_old_output(
     after = store.require_current("extracted_pairs", SHARD)
     assert after["attempt"] != before["attempt"]
     assert after["data_version"] == before["data_version"]  # same input, same rules
-    assert not store.exists(before["file"])
+    assert after["file"] != before["file"] and store.exists(after["file"])
+    # the superseded attempt stays for the store's GC grace period (a reader may hold it)
+    assert store.exists(before["file"])
     warc = next((drops_dir / "CC-MAIN-SAMPLE").glob("segments/*/warc/*-00000.warc.gz"))
     warc.unlink()
     failed = job.execute_in_process(partition_key=SHARD, instance=instance, raise_on_error=False,

@@ -27,7 +27,7 @@ TINY = "coca_tiny"
 open_clip.add_model_config(Path(__file__).with_name("coca_tiny.json"))
 open_clip.add_model_config(Path(__file__).with_name("clip_tiny.json"))
 CONFIG = CaptionConfig(model=TINY, pretrained=None, generation="top_p", candidates=4, keep=2,
-                       max_tokens=8, seed=3)
+                       max_tokens=8, seed=3, batch_size=2)
 
 
 def _spec(seed: int = 0) -> ClipModelSpec:
@@ -69,8 +69,7 @@ def _run(models, shard, previous=None, config=None):
         captioner = type(captioner)(captioner.coca, config)
     results, open_tar = shard
     sink = io.BytesIO()
-    summary = caption_shard(captioner, ranker, results, open_tar, sink, previous=previous,
-                            batch_size=2)
+    summary = caption_shard(captioner, ranker, results, open_tar, sink, previous=previous)
     return summary, pq.read_table(io.BytesIO(sink.getvalue()))
 
 
@@ -130,7 +129,7 @@ def test_changed_config_recaptions(models, shard):
 
 def test_beam_search_gives_one_candidate(models, shard):
     beam = CaptionConfig(model=TINY, pretrained=None, generation="beam_search", num_beams=3,
-                         keep=2, max_tokens=8)
+                         keep=2, max_tokens=8, batch_size=2)
     _, table = _run(models, shard, config=beam)
     assert all(len(c) == 1 for c in table.column("all_captions").to_pylist())
 

@@ -14,9 +14,11 @@ from laion_assets.pipeline.download.stage import DownloadConfig
 from laion_assets.pipeline.safety.concepts import Concept
 from laion_assets.pipeline.safety.nsfw_head import NsfwHead
 from laion_assets.pipeline.safety.policy import (
+    AestheticRules,
     NsfwRules,
     QualityRules,
     SafetyPolicy,
+    ViolenceRules,
     WatermarkRules,
 )
 from laion_assets.pipeline.safety.watermark import WatermarkModel
@@ -202,6 +204,18 @@ class SafetyPolicyResource(ConfigurableResource):
                                           "PDQ match: Hamming distance")
     pdq_min_quality: int = library_field(SafetyPolicy, "pdq_min_quality",
                                          "PDQ match: minimum image quality")
+    laion_nsfw_head: bool = library_field(
+        NsfwRules, "laion_head", "punsafe from LAION's shipped detector when it fits the model")
+    aesthetic_enabled: bool = library_field(AestheticRules, "enabled",
+                                            "score `aesthetic` where a LAION head fits")
+    min_aesthetic: float | None = library_field(AestheticRules, "min_score",
+                                                "exclude pairs below it; None: score only")
+    violence_enabled: bool = library_field(ViolenceRules, "enabled",
+                                           "score `pviolence` (clip-retrieval's detector)")
+    exclude_violence: bool = library_field(ViolenceRules, "exclude",
+                                           "exclude pairs above the violence threshold")
+    violence_threshold: float = library_field(ViolenceRules, "threshold",
+                                              "pviolence above it is violence")
     device: str = library_field(SafetyPolicy, "device",
                                 "where the NSFW head and watermark run")
 
@@ -210,6 +224,8 @@ class SafetyPolicyResource(ConfigurableResource):
             quality=QualityRules(**library_values(self, QualityRules)),
             nsfw=NsfwRules(**library_values(self, NsfwRules, _concept)),
             watermark=WatermarkRules(**library_values(self, WatermarkRules, _concept)),
+            aesthetic=AestheticRules(**library_values(self, AestheticRules)),
+            violence=ViolenceRules(**library_values(self, ViolenceRules)),
             **library_values(self, SafetyPolicy))
 
     def nsfw_model(self, embed_dim: int) -> NsfwHead | None:
@@ -250,10 +266,10 @@ class CaptionModelResource(ConfigurableResource):
     temperature: float = library_field(CaptionConfig, "temperature", "sampling temperature")
     num_beams: int = library_field(CaptionConfig, "num_beams", "beams of beam search")
     seed: int = library_field(CaptionConfig, "seed", "generation seed (per batch: seed + n)")
-    ranker_model: str | None = Field(
-        default=None, description="CLIP model ranking the captions; None: the scoring model")
-    ranker_pretrained: str | None = Field(default=None,
-                                          description="weights of ranker_model")
+    ranker_model: str | None = library_field(
+        CaptionConfig, "ranker_model", "CLIP model ranking the captions; None: the scoring model")
+    ranker_pretrained: str | None = library_field(CaptionConfig, "ranker_pretrained",
+                                                  "weights of ranker_model")
     device: str = library_field(ClipModelSpec, "device", "auto: CUDA if available, else CPU")
     precision: str = library_field(ClipModelSpec, "precision",
                                    "auto: fp16 on CUDA, fp32 on CPU")

@@ -10,12 +10,14 @@ from laion_assets.definitions import build_definitions
 from laion_assets.defs.assets.extracted_pairs import ExtractPairsConfig
 from laion_assets.defs.library_fields import library_default, library_sources
 from laion_assets.defs.resources import (
+    CaptionModelResource,
     ClipModelResource,
     CrawlDropsResource,
     DatasetStoreResource,
     ImageFetcherResource,
     SafetyPolicyResource,
 )
+from laion_assets.pipeline.captions.generate import CaptionConfig
 from laion_assets.pipeline.download.stage import DownloadConfig
 from laion_assets.pipeline.extract.stage import ExtractConfig
 from laion_assets.pipeline.safety.policy import SafetyPolicy
@@ -25,7 +27,7 @@ from laion_assets.settings import OFFLINE, PREFIX, Settings
 REPO = Path(__file__).resolve().parents[2]
 # ... and the extraction run config, a Dagster `Config` built the same way
 LIBRARY_BACKED = [ImageFetcherResource, ClipModelResource, SafetyPolicyResource,
-                  ExtractPairsConfig]
+                  CaptionModelResource, ExtractPairsConfig]
 # Fields with no library config behind them: where the data is, how drops become shards.
 RESOURCE_ONLY = {
     DatasetStoreResource: {"root", "s3_endpoint", "gc_grace_seconds"},
@@ -68,6 +70,7 @@ def test_default_resources_build_the_library_defaults():
     assert ImageFetcherResource().download_config() == DownloadConfig()
     assert ClipModelResource().spec() == ClipModelSpec()
     assert SafetyPolicyResource().policy() == SafetyPolicy()
+    assert CaptionModelResource().config() == CaptionConfig()
     assert ExtractConfig(**ExtractPairsConfig().model_dump()) == ExtractConfig()
 
 

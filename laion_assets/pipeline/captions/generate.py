@@ -41,6 +41,8 @@ class CaptionConfig:
     num_beams: int = 6
     seed: int = 0  # batch n is generated with seed + n
     batch_size: int = 16  # images per generation batch (with the seed, decides the captions)
+    ranker_model: str | None = None  # CLIP model ranking the captions; None: the scoring model
+    ranker_pretrained: str | None = None  # its weights (tag, file, s3:// URI; None: untrained)
 
     def __post_init__(self) -> None:
         if self.generation not in GENERATION_TYPES:

@@ -19,13 +19,33 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (None, a flag left off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, "", [], argparse.SUPPRESS) or action.required:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("laion-assets")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="laion-assets", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="laion-assets", description=__doc__,
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubParser)
 
     p = sub.add_parser("sample-drop", help="write the deterministic sample crawl drop")
     p.add_argument("dir", type=Path, help="drop folder; its name is the crawl name")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sample pages")
     p.add_argument("--files", type=int, default=4, help="WARC files in the drop")
     p.set_defaults(handler=_sample_drop)
 
@@ -33,15 +53,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--drop", required=True, help="drop folder or s3:// prefix")
     p.set_defaults(handler=_materialize)
 
+    p = sub.add_parser("register", help="register a drop's shards without materializing "
+                       "them (the UI then shows them as missing)")
+    p.add_argument("--drop", required=True, help="drop folder or s3:// prefix")
+    p.set_defaults(handler=_register)
+
     p = sub.add_parser("demo", help="write the sample drop and materialize every asset")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sample drop")
     p.set_defaults(handler=_demo)
 
     p = sub.add_parser("release", help="publish the next version of a release")
-    p.add_argument("--name", default="laion-assets")
+    p.add_argument("--name", default="laion-assets", help="release name")
     p.add_argument("--crawl", action="append", default=[], help="crawl to include (repeat)")
     p.add_argument("--shard", action="append", default=[], help="shard to include (repeat)")
-    p.add_argument("--dedup-by-sha256", action="store_true")
+    p.add_argument("--dedup-by-sha256", action="store_true",
+                   help="keep one row per image sha256")
     p.add_argument("--notes", default="", help="a line for the changelog")
     p.set_defaults(handler=_release)
 
@@ -60,11 +86,20 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="extract pairs from WARC files (no Dagster)")
     p.add_argument("warcs", nargs="+", help="WARC files (paths or fsspec URIs)")
     p.add_argument("--out", required=True, type=Path, help="output parquet file")
-    p.add_argument("--crawl", default="local")
-    p.add_argument("--min-alt-chars", type=int, default=5)
+    p.add_argument("--crawl", default="local", help="crawl name recorded on the pairs")
+    p.add_argument("--min-alt-chars", type=int, default=5,
+                   help="shortest alt text kept, in characters")
     p.set_defaults(handler=_extract)
     add_provenance_command(sub)
     return parser
+
+
+class _SubParser(argparse.ArgumentParser):
+    """Subcommand parsers (and theirs) show defaults too."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def _sample_drop(args: argparse.Namespace) -> int:
@@ -73,6 +108,22 @@ def _sample_drop(args: argparse.Namespace) -> int:
     drop = write_sample_drop(args.dir, seed=args.seed, n_files=args.files)
     print(f"{drop.drop_dir}: crawl {drop.crawl}, {len(drop.warc_files)} WARC files, "
           f"{drop.pages} pages, {drop.image_records} image records")
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    _ensure_dagster_home()
+    from dagster import DagsterInstance
+
+    from laion_assets.definitions import defs
+    from laion_assets.defs.headless import register_drop
+
+    drop = args.drop if "://" in args.drop else str(Path(args.drop).absolute())
+    with DagsterInstance.get() as instance:
+        crawl, keys, new = register_drop(drop, defs, instance)
+    print(f"{crawl}: {len(keys)} shards registered ({len(new)} new) in "
+          f"{os.environ['DAGSTER_HOME']}; materialize them with `laion-assets materialize "
+          f"--drop {args.drop}` or from the UI (Assets > shards > Materialize missing)")
     return 0
 
 
@@ -143,14 +194,38 @@ def _takedown_add(args: argparse.Namespace) -> int:
     store = _store()
     path = append(store, [entry])
     print(f"{entry.id}: {entry.kind} {entry.value} ({entry.reason}) -> {store.uri(path)}")
+    print(_released_matches(store, entry.kind, entry.value))
     return 0
 
 
-def _takedown_list(args: argparse.Namespace) -> int:
-    from laion_assets.pipeline.safety.takedowns import read_ledger
+def _released_matches(store, kind: str, value: str) -> str:
+    """How many released rows the takedown matches, and in which versions."""
+    from laion_assets.pipeline.release.provenance import _search_releases
 
-    for e in read_ledger(_store()):
-        print(f"{e.added_at}  {e.id}  {e.kind:<6} {e.value}  {e.reason}")
+    then = ("takedown_sensor cuts the next version without them "
+            "(with the daemon running: `make ui`; or run `laion-assets release`)")
+    if kind not in ("url", "domain", "sha256"):
+        return (f"released rows matching a {kind} are counted when the next version is cut; "
+                "takedown_sensor cuts it (with the daemon running: `make ui`)")
+    versions = _search_releases(store, kind, value)
+    if not versions:
+        return f"no release in {store.uri('releases')} yet: nothing released to remove"
+    hits = [(f"{v.name} v{v.version}", len(v.rows)) for v in versions if v.rows]
+    if not hits:
+        return f"0 released rows match in {len(versions)} version(s); nothing to remove"
+    listed = ", ".join(f"{name} ({n})" for name, n in hits)
+    return f"{sum(n for _, n in hits)} released rows match: {listed}; {then}"
+
+
+def _takedown_list(args: argparse.Namespace) -> int:
+    from laion_assets.pipeline.safety.takedowns import LEDGER, read_ledger
+
+    store = _store()
+    entries = read_ledger(store)
+    print(f"takedown ledger {store.uri(LEDGER)}: {len(entries)} entries")
+    for e in entries:
+        print(f"{e.added_at}  {e.id}  {e.kind:<6} {e.value}  {e.reason}"
+              f"  (requested by {e.requested_by or 'unknown'})")
     return 0
 
 
@@ -173,9 +248,11 @@ def _ensure_dagster_home() -> None:
     """Default DAGSTER_HOME to ./var/dagster, using the project's dagster.yaml."""
     if os.environ.get("DAGSTER_HOME"):
         return
-    home = Path(os.environ.get("LAION_ASSETS_VAR", "var")).absolute() / "dagster"
+    from laion_assets.settings import from_environment, project_root
+
+    home = from_environment().var.absolute() / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    config = Path("dagster.yaml").absolute()
+    config = (project_root() or Path()).absolute() / "dagster.yaml"
     if config.exists() and not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").symlink_to(config)
     os.environ["DAGSTER_HOME"] = str(home)

@@ -43,7 +43,7 @@ def add_provenance_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--shard", action="append", default=None,
                    help="scan only this shard's pairs (repeat); default: every shard")
     p.add_argument("--limit", type=int, default=100,
-                   help="show at most this many pairs (0: all; default 100)")
+                   help="show at most this many pairs (0: all)")
     p.set_defaults(handler=run_provenance)
     return p
 

@@ -56,7 +56,9 @@ class Settings(BaseSettings):
                                       populate_by_name=True)
 
     profile: str = Field("production", description="production, or offline (see above)")
-    var: Path = Field(Path("var"), description="base folder of the store and drops defaults")
+    var: Path = Field(Path("var"), description="base folder of the store and drops defaults; "
+                      "unset: var/ of the checkout holding this package (else ./var), so "
+                      "commands find the same store from any working directory")
     store: str = Field("", description="dataset store root, a folder or s3://bucket/prefix; "
                        "default $VAR/store")
     drops: str = Field("", description="where the sensor looks for crawl drops (folder or "
@@ -96,7 +98,7 @@ class Settings(BaseSettings):
             if name not in data and not (name == "similarity_mode"
                                          and f"{PREFIX}SIMILARITY" in data):
                 data[name] = value
-        var = Path(data.get("var") or "var").absolute()
+        var = Path(data.get("var") or default_var()).absolute()
         data["store"] = data.get("store") or str(var / "store")
         data["drops"] = data.get("drops") or str(var / "drops")
         return data
@@ -130,6 +132,20 @@ class Settings(BaseSettings):
         """The environment variables these settings read."""
         return [f"{PREFIX}SIMILARITY" if name == "similarity_mode" else f"{PREFIX}{name.upper()}"
                 for name in cls.model_fields]
+
+
+def project_root() -> Path | None:
+    """The checkout holding this package (its pyproject.toml beside it), or None when the
+    package is installed elsewhere."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").exists() else None
+
+
+def default_var() -> Path:
+    """`var/` of the checkout, wherever the command runs from; ./var for an installed
+    package."""
+    root = project_root()
+    return root / "var" if root else Path("var")
 
 
 def from_environment() -> Settings:

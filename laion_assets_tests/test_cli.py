@@ -1,8 +1,16 @@
+import argparse
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
 import pyarrow.parquet as pq
 import pytest
 
-from laion_assets.cli import main
+from laion_assets.cli import _parser, main
 from laion_assets.pipeline.extract.pairs import EXTRACTED_PAIRS_SCHEMA
+from laion_assets.settings import project_root
 from laion_assets_tests.conftest import SHARED_WARCS
 
 
@@ -38,3 +46,72 @@ def test_materialize_rejects_a_folder_that_is_not_a_drop(tmp_path, monkeypatch, 
         main(["materialize"])
     assert main(["materialize", "--drop", str(tmp_path / "empty")]) == 2
     assert "not a crawl drop" in capsys.readouterr().err
+
+
+def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it: a new process, in `cwd`, with `env` over the test's one."""
+    return subprocess.run([sys.executable, "-m", "laion_assets.cli", *args], cwd=cwd,
+                          env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def _actions(parser: argparse.ArgumentParser, path: str = "laion-assets"):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _actions(child, f"{path} {name}")
+        elif not isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            yield path, action, parser
+
+
+def test_every_option_has_help_and_shows_its_default():
+    checked = 0
+    for path, action, parser in _actions(_parser()):
+        assert action.help, f"{path} {action.dest}: no help text"
+        if action.default not in (None, False, "", []) and not action.required:
+            text = parser.format_help()
+            assert f"(default: {action.default})" in text, f"{path} {action.dest}"
+            checked += 1
+    assert checked >= 5
+
+
+def test_version_from_any_directory(tmp_path):
+    done = _cli("--version", cwd=tmp_path, env={})
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"laion-assets {version('laion-assets')}"
+
+
+def test_takedown_list_names_the_store_it_read_from_any_directory(tmp_path):
+    done = _cli("takedown", "list", cwd=tmp_path, env={})
+    assert done.returncode == 0, done.stderr
+    ledger = project_root() / "var" / "store" / "takedowns" / "ledger"
+    assert done.stdout.startswith(f"takedown ledger {ledger}: ")
+
+
+def test_takedown_add_and_list_say_what_they_did(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LAION_ASSETS_STORE", str(tmp_path / "store"))
+    assert main(["takedown", "add", "--url", "https://a.example/x.jpg", "--reason", "asked",
+                 "--requested-by", "owner@a.example"]) == 0
+    out = capsys.readouterr().out
+    assert f"no release in {tmp_path / 'store' / 'releases'} yet" in out
+    assert main(["takedown", "add", "--md5", "0" * 32, "--reason", "csam list"]) == 0
+    assert "takedown_sensor cuts it" in capsys.readouterr().out
+    assert main(["takedown", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"takedown ledger {tmp_path / 'store/takedowns/ledger'}: 2 entries"
+    assert lines[1].endswith("asked  (requested by owner@a.example)")
+    assert lines[2].endswith("csam list  (requested by unknown)")
+
+
+def test_register_then_provenance_says_what_was_searched(tmp_path, drops_dir):
+    env = {"LAION_ASSETS_VAR": str(tmp_path / "var"), "DAGSTER_HOME": str(tmp_path / "home"),
+           "LAION_ASSETS_SHARD_SIZE": "2"}
+    (tmp_path / "home").mkdir()
+    done = _cli("register", "--drop", str(drops_dir / "CC-MAIN-SAMPLE"), cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("CC-MAIN-SAMPLE: 2 shards registered (2 new)")
+    done = _cli("provenance", "--url", "https://nowhere.example/x.jpg", cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert ("no release is committed; 2 shards registered (CC-MAIN-SAMPLE), the 0 with "
+            "extracted_pairs scanned, 2 not extracted yet (CC-MAIN-SAMPLE/00000, "
+            "CC-MAIN-SAMPLE/00001)") in done.stderr

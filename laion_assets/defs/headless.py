@@ -30,17 +30,8 @@ def materialize_drop(
     drop_uri: str, defs: Definitions, instance: DagsterInstance, log=print
 ) -> list[ShardRun]:
     """Register the drop at `drop_uri` and run every per-shard asset for each of its shards."""
-    resources = defs.resources
-    crawl_drops, store = resources["crawl_drops"], resources["dataset_store"].store()
-    drops = list_drops(drop_uri, crawl_drops.storage_options)
-    if len(drops) != 1 or drops[0].uri.rstrip("/") != drop_uri.rstrip("/"):
-        raise DropError(f"{drop_uri}: not a crawl drop (needs warc.paths(.gz) or *.warc.gz)")
-    drop = drops[0]
-    new = shards_to_add(store, crawl_drops, drop, set(instance.get_dynamic_partitions(SHARDS)))
-    if new:
-        instance.add_dynamic_partitions(SHARDS, new)
-    keys = [s.key for s in registered_shards(store, drop.crawl)]
-    log(f"{drop.crawl}: {len(keys)} shards ({len(new)} newly registered)")
+    crawl, keys, new = register_drop(drop_uri, defs, instance)
+    log(f"{crawl}: {len(keys)} shards ({len(new)} newly registered)")
     job = defs.resolve_job_def(shard_pipeline_job.name)
     runs = []
     with sweeping(instance, log):  # runs of killed CLI processes: failed, their slots freed
@@ -52,6 +43,22 @@ def materialize_drop(
             runs.append(ShardRun(key, result.run_id, result.success))
             log(f"  {key}: {'ok' if result.success else 'FAILED'} (run {result.run_id[:8]})")
     return runs
+
+
+def register_drop(drop_uri: str, defs: Definitions, instance: DagsterInstance
+                  ) -> tuple[str, list[str], list[str]]:
+    """Register the drop's shards as partitions (as the sensor does), materializing nothing;
+    (crawl, every shard key of the drop, the keys added now)."""
+    resources = defs.resources
+    crawl_drops, store = resources["crawl_drops"], resources["dataset_store"].store()
+    drops = list_drops(drop_uri, crawl_drops.storage_options)
+    if len(drops) != 1 or drops[0].uri.rstrip("/") != drop_uri.rstrip("/"):
+        raise DropError(f"{drop_uri}: not a crawl drop (needs warc.paths(.gz) or *.warc.gz)")
+    drop = drops[0]
+    new = shards_to_add(store, crawl_drops, drop, set(instance.get_dynamic_partitions(SHARDS)))
+    if new:
+        instance.add_dynamic_partitions(SHARDS, new)
+    return drop.crawl, [s.key for s in registered_shards(store, drop.crawl)], new
 
 
 def cut_release(defs: Definitions, instance: DagsterInstance, config: dict | None = None,

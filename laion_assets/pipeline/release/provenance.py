@@ -189,12 +189,17 @@ def _nothing_found(kind: str, value: Any, versions: list[_Version], scan: _Scan,
     plural = "s" if len(versions) != 1 else ""
     where = (f"{len(versions)} release version{plural} searched ({', '.join(names)})"
              if versions else "no release is committed")
+    registered = scan.shards + len(scan.missing)
     if not scanned:
-        shards = "shards not scanned"
-    elif scan.shards:
-        shards = f"{scan.shards} shards of {', '.join(scan.crawls)} scanned"
+        shards = "shards not scanned (--releases-only)"
+    elif registered:
+        shards = (f"{registered} shards registered ({', '.join(scan.crawls)}), the "
+                  f"{scan.shards} with extracted_pairs scanned")
+        if scan.missing:
+            shown = ", ".join(scan.missing[:5]) + (" …" if len(scan.missing) > 5 else "")
+            shards += f", {len(scan.missing)} not extracted yet ({shown})"
     else:
-        shards = "no shard has extracted_pairs"
+        shards = "no shard registered"
     return f"no such {kind} {value!r} in any release or shard: {where}; {shards}"
 
 

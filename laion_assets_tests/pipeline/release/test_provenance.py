@@ -168,7 +168,8 @@ def test_nothing_found_names_what_was_searched(chain):
     _, store = chain
     with pytest.raises(ProvenanceError, match=r"no such url 'https://nowhere.example/x.jpg' in "
                        r"any release or shard: 1 release version searched \(laion-assets\); "
-                       r"2 shards of CC-MAIN-SAMPLE scanned"):
+                       r"2 shards registered \(CC-MAIN-SAMPLE\), the 2 with "
+                       r"extracted_pairs scanned$"):
         trace(store, url="https://nowhere.example/x.jpg")
     shard = SHARDS[0]
     hit = next(e for e in _exclusions(store, shard) if e["rule"] == "aspect_ratio")

@@ -269,9 +269,19 @@ def test_garbage_between_gzip_members():
     assert found[1].detail == f"bytes between gzip members: skipped {len(garbage)} bytes"
 
 
-def test_gzip_content_length_too_long():
+@pytest.mark.parametrize(
+    ("delta", "detail"),
+    [
+        # the member holds the block and the 4-byte record separator
+        (100, "Content-Length {length} but the gzip member holds {held} bytes"),
+        (-100, "Content-Length {length} ends 104 bytes before the gzip member does"),
+    ],
+    ids=["too-long", "too-short"],
+)
+def test_gzip_content_length_lie(delta, detail):
     block = small_page(1)
-    parts = gz(RECS[0], warc_record(block, uri=URIS[1], content_length=len(block) + 100), RECS[2])
+    parts = gz(RECS[0], warc_record(block, uri=URIS[1], content_length=len(block) + delta),
+               RECS[2])
     found = items(b"".join(parts))
     starts = offsets(parts)
     assert summary(found) == [
@@ -279,25 +289,7 @@ def test_gzip_content_length_too_long():
         ("skip", starts[1], "content_length_mismatch"),
         ("record", starts[2], URIS[2]),
     ]
-    # the member holds the block and the 4-byte record separator
-    assert found[1].detail == (
-        f"Content-Length {len(block) + 100} but the gzip member holds {len(block) + 4} bytes"
-    )
-
-
-def test_gzip_content_length_too_short():
-    block = small_page(1)
-    parts = gz(RECS[0], warc_record(block, uri=URIS[1], content_length=len(block) - 100), RECS[2])
-    found = items(b"".join(parts))
-    starts = offsets(parts)
-    assert summary(found) == [
-        ("record", 0, URIS[0]),
-        ("skip", starts[1], "content_length_mismatch"),
-        ("record", starts[2], URIS[2]),
-    ]
-    assert found[1].detail == (
-        f"Content-Length {len(block) - 100} ends 104 bytes before the gzip member does"
-    )
+    assert found[1].detail == detail.format(length=len(block) + delta, held=len(block) + 4)
 
 
 # -- uncompressed damage -------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -144,12 +146,21 @@ def _demo(args: argparse.Namespace) -> int:
     if not all(r.success for r in runs):
         return 1
     from laion_assets.definitions import defs
-    from laion_assets.pipeline.release.publish import list_versions
+    from laion_assets.defs.summary import next_steps, release_line
 
-    if list_versions(defs.resources["dataset_store"].store(), "laion-assets"):
-        return 0  # a release exists: cut the next one with `laion-assets release`
-    return _release(argparse.Namespace(name="laion-assets", crawl=[], shard=[],
-                                       dedup_by_sha256=False, notes="first version (demo)"))
+    store = defs.resources["dataset_store"].store()
+    line = release_line(store, "laion-assets", [r.shard for r in runs])
+    if line is None:
+        code = _release(argparse.Namespace(name="laion-assets", crawl=[], shard=[],
+                                           dedup_by_sha256=False, notes="first version (demo)"))
+        if code:
+            return code
+    else:
+        print(f"\n{line}")
+    print("\nnext:")
+    for step in next_steps(store, "laion-assets"):
+        print(f"  {step}")
+    return 0
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -162,7 +173,7 @@ def _release(args: argparse.Namespace) -> int:
 
     config = {"name": args.name, "crawls": args.crawl, "shards": args.shard,
               "dedup_by_sha256": args.dedup_by_sha256, "notes": args.notes}
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.get() as instance, _dagster_log():
         ok, run_id = cut_release(defs, instance, config)
     if not ok:
         print(f"release {args.name}: FAILED (run {run_id[:8]})", file=sys.stderr)
@@ -238,10 +249,39 @@ def _run_drop(drop: str) -> list:
     from laion_assets.defs.summary import print_summary
 
     drop = drop if "://" in drop else str(Path(drop).absolute())
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.get() as instance, _dagster_log() as log_path:
+        print(f"Dagster's run logs: {log_path}")
         runs = materialize_drop(drop, defs, instance)
     print_summary(defs, [r.shard for r in runs])
     return runs
+
+
+@contextlib.contextmanager
+def _dagster_log():
+    """Dagster's console log (stderr) goes to a file under $LAION_ASSETS_VAR/logs while the
+    runs execute; open_clip's "No pretrained weights" warning is dropped (the summary says it
+    once). Yields the file's path; the lines this command prints stay on stdout."""
+    from datetime import UTC, datetime
+
+    from laion_assets.settings import from_environment
+
+    folder = from_environment().var.absolute() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"dagster-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
+    root, handler = logging.getLogger(), logging.FileHandler(path, encoding="utf-8")
+    root.addFilter(_no_pretrained_warning)
+    root.addHandler(handler)  # other libraries' warnings go to the file too
+    try:
+        with path.open("a", encoding="utf-8") as sink, contextlib.redirect_stderr(sink):
+            yield path
+    finally:
+        root.removeHandler(handler)
+        root.removeFilter(_no_pretrained_warning)
+        handler.close()
+
+
+def _no_pretrained_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("No pretrained weights")
 
 
 def _ensure_dagster_home() -> None:

@@ -41,8 +41,20 @@ def materialize_drop(
                                             tags={"laion_assets/trigger": "cli",
                                                   **worker_tags()})
             runs.append(ShardRun(key, result.run_id, result.success))
-            log(f"  {key}: {'ok' if result.success else 'FAILED'} (run {result.run_id[:8]})")
+            for asset in _materialized(result):
+                log(f"  {key}  {asset:<24} done")
+            log(f"  {key}  {'ok' if result.success else 'FAILED'} (run {result.run_id[:8]})")
     return runs
+
+
+def _materialized(result) -> list[str]:
+    """The assets a run materialized, in the order it did."""
+    names = []
+    for event in result.get_asset_materialization_events():
+        name = event.asset_key.to_user_string()
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def register_drop(drop_uri: str, defs: Definitions, instance: DagsterInstance

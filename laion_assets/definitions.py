@@ -5,6 +5,7 @@ from dagster import Definitions
 from laion_assets.defs.assets.clip_scored_pairs import clip_scored_pairs
 from laion_assets.defs.assets.downloaded_images import downloaded_images
 from laion_assets.defs.assets.extracted_pairs import extracted_pairs
+from laion_assets.defs.assets.knn_index import knn_index
 from laion_assets.defs.assets.release import (
     coverage,
     files_match_manifest,
@@ -47,7 +48,7 @@ def build_definitions(settings: Settings,
     """
     return Definitions(
         assets=[warc_shards, extracted_pairs, downloaded_images, clip_scored_pairs,
-                safety_filtered_pairs, synthetic_captions, release],
+                safety_filtered_pairs, synthetic_captions, release, knn_index],
         asset_checks=[no_listed_pair_passes, files_match_manifest, no_listed_rows, coverage],
         jobs=[shard_pipeline_job, shard_cpu_stages_job, shard_gpu_stage_job, shard_captions_job,
               release_job],

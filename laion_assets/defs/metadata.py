@@ -5,6 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 from dagster import TableColumn, TableSchema
 
+from laion_assets.pipeline.core.columns import COLUMN_DESCRIPTIONS
+
 
 def counts_table(counts: dict[str, int], label: str, limit: int | None = None) -> str:
     """A markdown table of counts, largest first."""
@@ -24,8 +26,9 @@ def histogram_md(histogram: list, label: str, fmt: str = "+.2f") -> str:
 
 
 def column_schema(schema: pa.Schema, descriptions: dict[str, str] | None = None) -> TableSchema:
-    """A Dagster column schema (shown on the asset page) from a pyarrow schema."""
-    descriptions = descriptions or {}
+    """A Dagster column schema (shown on the asset page) from a pyarrow schema, each column
+    described (`descriptions` over the shared COLUMN_DESCRIPTIONS)."""
+    descriptions = {**COLUMN_DESCRIPTIONS, **(descriptions or {})}
     return TableSchema(columns=[
         TableColumn(name=f.name, type=str(f.type), description=descriptions.get(f.name))
         for f in schema])

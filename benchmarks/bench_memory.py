@@ -60,33 +60,42 @@ def _publish_module(path: str | None):
 def _batch(publish, start: int, n: int, dim: int, rng: np.random.Generator):
     """`n` release rows (data, provenance, image and text embeddings) from row `start`."""
     ids = np.arange(start, start + n, dtype=np.int64)
-    urls = [f"https://img{i % 50_000}.example.com/p/{i}.jpg" for i in range(start, start + n)]
-    digests = [f"{i:064x}" for i in range(start, start + n)]
-    floats = rng.random(n, dtype=np.float32)
-    data = pa.table({
-        "URL": urls, "TEXT": [f"a photo of item {i} in the harbour at sunset" for i in ids],
-        "WIDTH": np.full(n, 640, np.int32), "HEIGHT": np.full(n, 480, np.int32),
-        "similarity": floats, "punsafe": floats / 4, "pwatermark": floats / 8,
-        "LANGUAGE": ["en"] * n, "hash": ids}, schema=publish.RELEASE_SCHEMA)
-    columns = {}
-    for field in publish.PROVENANCE_SCHEMA:
-        if field.name == "hash":
-            columns[field.name] = pa.array(ids)
-        elif field.name in ("sha256", "md5", "sha1", "pdq"):
-            columns[field.name] = pa.array(digests, pa.string())
-        elif field.name == "page_url":
-            columns[field.name] = pa.array(urls)
-        elif pa.types.is_string(field.type):
-            columns[field.name] = pa.array([f"{field.name}-{start // 250_000}"] * n)
-        elif pa.types.is_timestamp(field.type):
-            columns[field.name] = pa.array(np.full(n, 1_700_000_000_000), pa.int64()).cast(
-                field.type)
-        else:
-            columns[field.name] = pa.array(ids % 1000).cast(field.type)
-    provenance = pa.table(columns, schema=publish.PROVENANCE_SCHEMA)
+    values = {
+        "hash": pa.array(ids),
+        "url": pa.array([f"https://img{i % 50_000}.example.com/p/{i}.jpg" for i in ids]),
+        "text": pa.array([f"a photo of item {i} in the harbour at sunset" for i in ids]),
+        "digest": pa.array([f"{i:064x}" for i in ids]),
+        "float": pa.array(rng.random(n, dtype=np.float32)),
+    }
+    tables = [pa.table([_column(f, values, n, start) for f in schema], schema=schema)
+              for schema in (publish.RELEASE_SCHEMA, publish.PROVENANCE_SCHEMA)]
     image = rng.standard_normal((n, dim), np.float32).astype(np.float16)
     text = rng.standard_normal((n, dim), np.float32).astype(np.float16)
-    return data, provenance, image, text
+    return tables[0], tables[1], image, text
+
+
+def _column(field: pa.Field, values: dict[str, pa.Array], n: int, start: int) -> pa.Array:
+    """Plausible values for a release or provenance column, by its name and type."""
+    name = field.name.lower()
+    if name == "hash":
+        return values["hash"]
+    if name in ("url", "page_url"):
+        return values["url"]
+    if name == "text":
+        return values["text"]
+    if name in ("sha256", "md5", "sha1", "pdq"):
+        return values["digest"]
+    if name == "language":
+        return pa.array(["en"] * n)
+    if pa.types.is_string(field.type):
+        return pa.array([f"{name}-{start // 250_000}"] * n)
+    if pa.types.is_timestamp(field.type):
+        return pa.array(np.full(n, 1_700_000_000_000), pa.int64()).cast(field.type)
+    if pa.types.is_floating(field.type):
+        return values["float"].cast(field.type)
+    if pa.types.is_boolean(field.type):
+        return pa.array(np.zeros(n, bool))
+    return pa.array(np.full(n, 640)).cast(field.type)
 
 
 def child_publish(rows: int, dim: int, module: str | None) -> dict:

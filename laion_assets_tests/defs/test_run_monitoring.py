@@ -116,6 +116,10 @@ def test_a_killed_daemon_run_frees_the_gpu_slot(daemon: Daemon):
 
     killed, waiter, killed_at = _kill_the_holder_when_another_waits(daemon, clip_runs)
     _assert_the_slot_passes_on(daemon, killed, waiter, killed_at)
+    # The waiter's slow CLIP is not needed: killed too, so the next test finds the pool free.
+    os.kill(daemon.worker_pid(waiter), signal.SIGKILL)
+    daemon.wait_for(lambda: not daemon.gpu_slot_holders(), SLOT_BOUND,
+                    f"the slot of killed run {waiter} to be freed")
 
 
 def test_a_killed_materialize_frees_the_gpu_slot(daemon: Daemon):

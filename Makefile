@@ -12,7 +12,7 @@ export LAION_ASSETS_PROFILE ?= offline
 # The UI's port (`make ui PORT=3001`).
 PORT ?= 3000
 
-.PHONY: setup system-packages demo test lint ui bench clean
+.PHONY: setup system-packages demo test lint ui ui-stop bench clean
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -40,9 +40,20 @@ test: setup system-packages
 
 # `dg dev` (webserver and daemon), started from inside DAGSTER_HOME with the workspace file, so
 # dagster does not warn about the repo's dagster.yaml. It ignores SIGTERM sent to the parent
-# alone: start it with `setsid make ui` and stop its process group.
+# alone, so it runs in its own process group (its id in var/ui.pid): Ctrl-C here, or
+# `make ui-stop` from another shell (also for `make ui &`), stops the whole group.
+UI_PID := $(LAION_ASSETS_VAR)/ui.pid
 ui: setup
-	cd $(DAGSTER_HOME) && $(CURDIR)/$(VENV)/bin/dg dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p $(PORT)
+	@cd $(DAGSTER_HOME) && { setsid $(CURDIR)/$(VENV)/bin/dg dev -w $(CURDIR)/workspace.yaml \
+	  -h 127.0.0.1 -p $(PORT) & pid=$$!; echo $$pid > $(UI_PID); \
+	  trap 'kill -TERM -- -$$pid 2>/dev/null' INT TERM; wait $$pid; rm -f $(UI_PID); }
+
+ui-stop:
+	@test -f $(UI_PID) || { echo "$(UI_PID) not found: no \`make ui\` running here"; exit 1; }
+	@pid=$$(cat $(UI_PID)); kill -TERM -- -$$pid 2>/dev/null || true; \
+	for i in $$(seq 50); do kill -0 -- -$$pid 2>/dev/null || break; sleep 0.2; done; \
+	if kill -0 -- -$$pid 2>/dev/null; then kill -KILL -- -$$pid; fi; \
+	rm -f $(UI_PID); echo "stopped the UI (process group $$pid)"
 
 bench: setup
 	$(VENV)/bin/python benchmarks/bench_extract.py

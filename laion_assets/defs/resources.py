@@ -92,6 +92,8 @@ class ImageFetcherResource(ConfigurableResource):
     allowed_networks: list[str] = library_field(
         LiveFetchConfig, "allowed_networks",
         "CIDRs exempt from the private-address refusal (none by default)")
+    host_budget_seconds: float = library_field(
+        LiveFetchConfig, "host_budget_seconds", "a host's 429/503 backoff per shard, in total")
     min_image_bytes: int = library_field(ImagePolicy, "min_bytes",
                                          "LAION: images under 5 KB dropped")
     max_pixels: int = library_field(ImagePolicy, "max_pixels", "decompression-bomb limit")

@@ -59,6 +59,9 @@ class ReleaseRunConfig(Config):
         default={}, description="CLIP similarity minimum per language ('*': the others)")
     similarity_model: str | None = Field(
         default=None, description="the CLIP model the minimums are for (checked per shard)")
+    captions: list[str] = Field(
+        default=[], description="crawls whose synthetic captions the release carries "
+        "(LAION-COCO's top_caption, all_captions, all_similarities); empty: no caption columns")
 
     def release_config(self) -> ReleaseConfig:
         subset = SubsetRule(
@@ -70,7 +73,8 @@ class ReleaseRunConfig(Config):
         return ReleaseConfig(name=self.name, crawls=tuple(self.crawls), shards=tuple(self.shards),
                              dedup_by_sha256=self.dedup_by_sha256,
                              rows_per_part=self.rows_per_part, notes=self.notes,
-                             parent_version=self.parent_version, subset=subset)
+                             parent_version=self.parent_version, subset=subset,
+                             captions=tuple(self.captions))
 
 
 @asset(

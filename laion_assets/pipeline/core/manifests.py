@@ -277,6 +277,7 @@ class SourceShard:
     policy: dict[str, Any] | None = None
     lists_version: str | None = None
     ledger_version: str | None = None
+    captions: dict[str, Any] | None = None  # caption models, when the release carries captions
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "counts", _funnel(self.counts))

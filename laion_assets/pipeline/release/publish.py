@@ -61,11 +61,13 @@ from laion_assets.pipeline.core.manifests import (
     SafetyFilteredPairsManifest,
     ShardOutputs,
     SourceShard,
+    SyntheticCaptionsManifest,
     read_current,
     require_current,
 )
 from laion_assets.pipeline.core.store import DatasetStore, StoreError
 from laion_assets.pipeline.formats.embeddings import read_embeddings
+from laion_assets.pipeline.formats.webdataset import url_key
 from laion_assets.pipeline.release.card import dataset_card
 from laion_assets.pipeline.release.index import write_indexes
 from laion_assets.pipeline.release.subsets import SubsetRule
@@ -101,6 +103,9 @@ PROVENANCE_SCHEMA = pa.schema([
     ("downloaded_run_id", pa.string()), ("scored_run_id", pa.string()),
     ("safety_run_id", pa.string()),
 ])
+# LAION-COCO's caption columns, in releases that opt in (`ReleaseConfig.captions`)
+CAPTION_FIELDS = [("top_caption", pa.string()), ("all_captions", pa.list_(pa.string())),
+                  ("all_similarities", pa.list_(pa.float32()))]
 HASH_COLUMNS = ("sha256", "md5", "sha1", "pdq", "pdq_quality")  # what the lists match on
 REMOVED_SCHEMA = pa.schema([("hash", pa.int64()), ("URL", pa.string()), ("rule", pa.string()),
                             ("reason", pa.string())])
@@ -125,6 +130,14 @@ class ReleaseConfig:
     # per-language similarity) of the source shards' passing pairs (a parent version's rows
     # are kept as they are); recorded in the manifest's config, stated on the card
     subset: SubsetRule = field(default_factory=SubsetRule)
+    # crawls whose synthetic captions (the `synthetic_captions` stage) the release carries as
+    # LAION-COCO's columns; non-empty adds the columns (null for other crawls' rows)
+    captions: tuple[str, ...] = ()
+
+
+def release_schema(captions: bool) -> pa.Schema:
+    """LAION's columns, plus LAION-COCO's caption columns when the release carries them."""
+    return pa.schema([*RELEASE_SCHEMA, *(CAPTION_FIELDS if captions else [])])
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -226,7 +239,8 @@ class _Part:
             self.dim = image.shape[1]
         for spool, array in zip(self.spools, (image, text), strict=True):
             spool.write(np.ascontiguousarray(array, dtype="<f2").tobytes())
-        self.buffered.append((data.cast(RELEASE_SCHEMA), provenance.cast(PROVENANCE_SCHEMA)))
+        self.buffered.append((data.cast(self.publisher.schema),
+                              provenance.cast(PROVENANCE_SCHEMA)))
         self.buffered_rows += data.num_rows
         self.rows += data.num_rows
         if self.buffered_rows >= ROW_GROUP_ROWS:
@@ -249,8 +263,8 @@ class _Part:
         return f"data/{self.name}.parquet", f"provenance/{self.name}.parquet"
 
     def _open(self) -> None:
-        for relative, schema in zip(self._parquet_names(), (RELEASE_SCHEMA, PROVENANCE_SCHEMA),
-                                    strict=True):
+        schemas = (self.publisher.schema, PROVENANCE_SCHEMA)
+        for relative, schema in zip(self._parquet_names(), schemas, strict=True):
             sink = self.publisher.open(relative)
             self.writers.append((sink, pq.ParquetWriter(sink, schema, compression="zstd")))
         self.spools = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
@@ -282,8 +296,10 @@ class _Part:
 
 
 class _Publisher:
-    def __init__(self, store: DatasetStore, folder: str, rows_per_part: int) -> None:
+    def __init__(self, store: DatasetStore, folder: str, rows_per_part: int,
+                 schema: pa.Schema = RELEASE_SCHEMA) -> None:
         self.store, self.folder, self.rows_per_part = store, folder, rows_per_part
+        self.schema = schema
         self.files: dict[str, dict] = {}
         self.parts = 0
         self.rows = 0
@@ -488,7 +504,7 @@ def _lists_now(store: DatasetStore, ctx: PublishContext) -> PublishContext | Non
 def _write_rows(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext, folder: str,
                 parent: int | None) -> _Written:
     """Every file of the version but its card and manifest."""
-    publisher = _Publisher(store, folder, config.rows_per_part)
+    publisher = _Publisher(store, folder, config.rows_per_part, _schema_of(store, config))
     withheld, subset_excluded = Counter(), Counter()
     withheld_rows: dict[int, tuple[str, str]] = {}
     seen_pairs: set[int] = set()
@@ -502,7 +518,8 @@ def _write_rows(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext,
         sources = []
         for shard in shards:
             manifests = ShardOutputs.require(store, shard)
-            sources.append(_source_entry(shard, manifests))
+            sources.append(_with_caption_models(store, _source_entry(shard, manifests),
+                                                manifests, config))
             _add_shard(store, manifests, publisher, ctx, config, seen_pairs, seen_images,
                        withheld, withheld_rows, subset_excluded)
             ctx.log(f"{shard}: {publisher.rows + publisher.pending.rows} rows so far")
@@ -513,6 +530,14 @@ def _write_rows(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext,
     removed = _write_removed(store, config.name, parent, publisher, seen_pairs, withheld_rows,
                              sources)
     return _Written(publisher, sources, coverage, withheld, removed, subset_excluded)
+
+
+def _schema_of(store: DatasetStore, config: ReleaseConfig) -> pa.Schema:
+    """The version's data schema: a takedown version keeps its parent's columns."""
+    if config.parent_version:
+        parent = read_release(store, config.name, config.parent_version)
+        return release_schema(bool(parent.config.get("captions")))
+    return release_schema(bool(config.captions))
 
 
 def _describe(config: ReleaseConfig, version: int, parent: int | None, written: _Written,
@@ -641,8 +666,53 @@ def _add_shard(store: DatasetStore, manifests: ShardOutputs, publisher: _Publish
     if keep:
         rows = pairs.take(pa.array(keep, pa.int64()))
         index = np.asarray(keep)
-        publisher.add(_release_rows(rows), _provenance_rows(rows, manifests),
+        data = _release_rows(rows)
+        if config.captions:
+            data = with_captions(data, _shard_captions(store, manifests, config))
+        publisher.add(data, _provenance_rows(rows, manifests),
                       np.asarray(embeddings.image[index]), np.asarray(embeddings.text[index]))
+
+
+def _with_caption_models(store: DatasetStore, source: SourceShard, manifests: ShardOutputs,
+                         config: ReleaseConfig) -> SourceShard:
+    """The source entry, naming the caption models when the shard's crawl opted in."""
+    if manifests.raw.crawl not in config.captions:
+        return source
+    captions = read_current(store, SyntheticCaptionsManifest, source.shard)
+    if captions is None:
+        return source  # _shard_captions refuses the shard
+    return replace(source, captions={
+        "data_version": captions.data_version, "run_id": captions.run_id,
+        "captioner": captions.captioner, "ranker": captions.ranker,
+        "generation": captions.generation})
+
+
+def _shard_captions(store: DatasetStore, manifests: ShardOutputs, config: ReleaseConfig
+                    ) -> pa.Table | None:
+    """The shard's synthetic captions when its crawl opted in (None otherwise)."""
+    if manifests.raw.crawl not in config.captions:
+        return None
+    captions = read_current(store, SyntheticCaptionsManifest, manifests.safe.shard)
+    if captions is None:
+        raise ReleaseError(f"{manifests.safe.shard}: crawl {manifests.raw.crawl} opted in to "
+                           "captions, but the shard has no synthetic_captions: materialize it "
+                           "(job shard_captions) or leave the crawl out of `captions`")
+    return store.read_parquet(captions.file, columns=[c for c, _ in CAPTION_FIELDS] +
+                              ["url_key"])
+
+
+def with_captions(data: pa.Table, captions: pa.Table | None) -> pa.Table:
+    """`data` with LAION-COCO's columns from `captions` (by image URL; null where none)."""
+    if captions is None:
+        columns = [pa.nulls(data.num_rows, kind) for _, kind in CAPTION_FIELDS]
+    else:
+        row_of = {k: i for i, k in enumerate(captions.column("url_key").to_pylist())}
+        index = pa.array([row_of.get(url_key(u)) for u in data.column("URL").to_pylist()],
+                         pa.int64())
+        columns = [captions.column(name).take(index).cast(kind) for name, kind in CAPTION_FIELDS]
+    for (name, kind), column in zip(CAPTION_FIELDS, columns, strict=True):
+        data = data.append_column(pa.field(name, kind), column)
+    return data
 
 
 def _outside_subset(rule: SubsetRule, pairs: pa.Table, safety: SafetyFilteredPairsManifest

@@ -6,11 +6,19 @@ import open_clip
 import pytest
 from dagster import AssetKey
 
+from laion_assets.defs.headless import cut_release
 from laion_assets.pipeline.captions.stage import CAPTIONS_SCHEMA
 from laion_assets.pipeline.core.manifests import (
     DownloadedImagesManifest,
     SyntheticCaptionsManifest,
     require_current,
+)
+from laion_assets.pipeline.formats.webdataset import url_key
+from laion_assets.pipeline.release.publish import (
+    CAPTION_FIELDS,
+    RELEASE_SCHEMA,
+    latest_release,
+    list_versions,
 )
 from laion_assets_tests import chains
 from laion_assets_tests.chains import materialize_sample_shards
@@ -61,3 +69,44 @@ def test_captions_every_fetched_image_then_nothing_new(defs, instance):
     assert meta["dagster/row_count"].value == first.rows
     assert meta["captioned_this_run"].value == 0
     assert meta["carried_over"].value == first.rows
+
+
+def _data(store, manifest):
+    return store.read_parquet(manifest.path("data/part-00000.parquet"))
+
+
+def test_a_release_opts_in_to_caption_columns_per_crawl(defs, instance):
+    store, captions = _caption(defs, instance)
+    ok, _ = cut_release(defs, instance, {"name": "plain"})
+    assert ok
+    ok, _ = cut_release(defs, instance, {"name": "coco", "captions": ["CC-MAIN-SAMPLE"]})
+    assert ok
+    plain, coco = latest_release(store, "plain"), latest_release(store, "coco")
+    assert _data(store, plain).schema.names == RELEASE_SCHEMA.names
+    rows = _data(store, coco)
+    assert rows.schema.names == RELEASE_SCHEMA.names + [n for n, _ in CAPTION_FIELDS]
+    assert rows.num_rows == plain.rows > 0
+    table = store.read_parquet(captions.file)
+    by_key = dict(zip(table.column("url_key").to_pylist(),
+                      table.column("top_caption").to_pylist(), strict=True))
+    for url, top, alts in zip(rows.column("URL").to_pylist(),
+                              rows.column("top_caption").to_pylist(),
+                              rows.column("all_captions").to_pylist(), strict=True):
+        assert top == by_key[url_key(url)] and alts[0] == top
+    (source,) = coco.source_shards
+    assert source.captions["captioner"]["model"] == "coca_tiny"
+    assert source.captions["data_version"] == captions.data_version
+    assert plain.source_shards[0].captions is None
+
+
+def test_a_crawl_opted_in_without_captions_is_refused(defs, instance):
+    store = defs.resources["dataset_store"].store()
+    current = store.path(f"synthetic_captions/{SHARD}/_CURRENT.json")
+    hidden = current + ".hidden"
+    store.fs.mv(current, hidden)
+    try:
+        ok, _ = cut_release(defs, instance, {"name": "refused", "captions": ["CC-MAIN-SAMPLE"]})
+    finally:
+        store.fs.mv(hidden, current)
+    assert not ok
+    assert list_versions(store, "refused") == []

@@ -15,7 +15,7 @@ from dagster import (
 
 from laion_assets.defs.assets.clip_scored_pairs import clip_scored_pairs
 from laion_assets.defs.assets.shard_asset import ShardRun, shard_asset
-from laion_assets.defs.metadata import counts_table, histogram_md
+from laion_assets.defs.metadata import counts_table, histogram_md, histogram_table
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import (
     ClipModelResource,
@@ -70,6 +70,7 @@ def _metadata(manifest: SafetyFilteredPairsManifest) -> dict:
         "excluded_by_rule": MetadataValue.md(counts_table(manifest.excluded_by_rule, "rule")),
         "similarity_histogram": MetadataValue.md(
             histogram_md(histograms["similarity"], "cosine")),
+        "similarity_bins": histogram_table(histograms["similarity"], "cosine similarity"),
         "punsafe_histogram": MetadataValue.md(
             histogram_md(histograms["punsafe"], "punsafe", ".1f")),
         "pwatermark_histogram": MetadataValue.md(

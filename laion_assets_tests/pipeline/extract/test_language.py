@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from laion_assets.pipeline.extract.language import MODEL_PATH, UNDETERMINED, LanguageIdentifier
+from laion_assets.pipeline.extract.language import (
+    MODEL_PATH,
+    UNDETERMINED,
+    LanguageIdentifier,
+    script_rule,
+)
 
 ALTS = {
     "en": "A red bicycle leaning against an old brick wall",
@@ -57,3 +62,23 @@ def test_scores_are_floats_in_unit_range(identifier):
         code, score = identifier.identify(text)
         assert isinstance(code, str) and code
         assert 0.0 <= score <= 1.0
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("木制市场摊位上摆放着新鲜的蔬菜和水果", "zh"),  # the demo's caption, lid.176 says ja
+    ("北京天安门广场", "zh"),
+    ("東京都庁舎", "ja"),  # kanji only, Japanese forms: stays ja
+    ("大阪城公園", "ja"),
+    ("東京の夜景", "ja"),
+    ("서울의 야경", "ko"),
+    ("台北101大樓夜景", "zh"),
+])
+def test_script_rules_for_han_kana_hangul(identifier, text, expected):
+    assert identifier.identify(text)[0] == expected
+
+
+def test_script_rule_alone():
+    assert script_rule("新鲜的蔬菜", "ja") == "zh"
+    assert script_rule("ひらがなと漢字", "zh") == "ja"
+    assert script_rule("한국어 텍스트", "ja") == "ko"
+    assert script_rule("東京都", "ja") == "ja"

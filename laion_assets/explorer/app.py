@@ -1,0 +1,435 @@
+"""The audit explorer: a small Starlette app over one release version and its kNN index.
+
+Pages: `/` (text search, a grid of thumbnails, a detail panel with the provenance trace) and
+`/audit` (the source shards' safety exclusions by rule). JSON: `/api/search`, `/api/trace`,
+`/api/removal`, and clip-retrieval's back API (`/indices-list`, `/knn-service`,
+`/metadata`). Safe by default:
+
+- safe mode (on unless the viewer turns it off) hides rows whose `punsafe` is above the
+  release's threshold (its policy at publish time);
+- images excluded by a hash list are never listed nor served (`/image` answers 404 for them);
+- images excluded for NSFW are blurred in the audit view until clicked;
+- a removal request writes a takedown ledger entry only when the server was started with an
+  operator token and the request carries it; otherwise it is refused (403).
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import json
+import posixpath
+import tarfile
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from laion_assets.pipeline.core.store import DatasetStore
+from laion_assets.pipeline.formats.webdataset import url_key
+from laion_assets.pipeline.release.knn import KnnIndex, load_index
+from laion_assets.pipeline.release.provenance import ProvenanceError, trace
+from laion_assets.pipeline.release.publish import latest_release, read_release
+from laion_assets.pipeline.safety.takedowns import append, new_takedown
+
+DEFAULT_PUNSAFE = 0.45
+NEVER_SHOWN_RULES = ("hash_list",)  # their images are never listed nor served
+BLURRED_RULES = ("nsfw", "nsfw_keyword", "minor_nsfw")
+DATA_COLUMNS = ("URL", "TEXT", "WIDTH", "HEIGHT", "similarity", "punsafe", "pwatermark",
+                "LANGUAGE", "hash")
+MAX_K = 200
+PARTS_CACHED = 8  # release parts held in memory (the oldest read is dropped first)
+
+
+def parse_release(value: str | None) -> tuple[str, int | None]:
+    """`NAME` or `NAME@vN` (also `NAME@N`) -> (name, version or None for the latest)."""
+    if not value:
+        return "laion-assets", None
+    name, _, version = value.partition("@")
+    if not version:
+        return name, None
+    number = version[1:] if version.lower().startswith("v") else version
+    if not number.isdigit():
+        raise ValueError(f"release {value!r}: expected NAME or NAME@vN")
+    return name, int(number)
+
+
+@dataclass
+class Explorer:
+    """The state the routes share: the release, its index, the text tower (loaded lazily)."""
+
+    store: DatasetStore
+    name: str
+    version: int | None = None
+    operator_token: str | None = None
+    encoder: Any = None  # anything with encode_texts(list[str]) -> np.ndarray
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        release = (read_release(self.store, self.name, self.version) if self.version
+                   else latest_release(self.store, self.name))
+        self.release = release
+        self.version = release.version
+        self.index: KnnIndex = load_index(self.store, self.name, release.version)
+        self.model = release.models[0] if release.models else {}
+        self.punsafe_threshold = float(release.policy_at_publish.get("punsafe", DEFAULT_PUNSAFE)
+                                       or DEFAULT_PUNSAFE)
+        self.exclusions = self._read_exclusions()
+        self.hidden_keys = {(e["shard"], url_key(e["url"])) for e in self.exclusions
+                            if e["rule"] in NEVER_SHOWN_RULES}
+        self._tar_members: dict[str, dict[str, tuple[int, int]]] = {}
+        self._parts: dict[int, tuple[dict[str, list], list[str]]] = {}
+
+    # -- model ------------------------------------------------------------------------
+
+    @property
+    def untrained(self) -> bool:
+        return self.model.get("pretrained") in (None, "none") or \
+            self.model.get("weights_sha256") == "untrained"
+
+    def model_label(self) -> str:
+        m = self.model
+        return (f"{m.get('model', '?')} / pretrained={m.get('pretrained', '?')} "
+                f"(weights sha256 {m.get('weights_sha256', '?')})")
+
+    def encode_text(self, text: str) -> np.ndarray:
+        with self._lock:
+            if self.encoder is None:
+                from laion_assets.pipeline.scoring.clip import ClipModelSpec, load_clip
+
+                pretrained = None if self.untrained else self.model.get("pretrained")
+                self.encoder = load_clip(ClipModelSpec(
+                    model=self.model.get("model", "ViT-B-32"), pretrained=pretrained,
+                    device="cpu", precision="fp32", num_workers=0))
+            return np.asarray(self.encoder.encode_texts([text]), dtype=np.float32)[0]
+
+    # -- rows -------------------------------------------------------------------------
+
+    def _part(self, part: int) -> tuple[dict[str, list], list[str]]:
+        if part in self._parts:
+            return self._parts[part]
+        if len(self._parts) >= PARTS_CACHED:
+            self._parts.pop(next(iter(self._parts)))
+        folder = self.release.folder
+        data = self.store.read_parquet(f"{folder}/data/part-{part:05d}.parquet",
+                                       columns=list(DATA_COLUMNS)).to_pydict()
+        shards = self.store.read_parquet(f"{folder}/provenance/part-{part:05d}.parquet",
+                                         columns=["shard"]).column("shard").to_pylist()
+        self._parts[part] = (data, shards)
+        return data, shards
+
+    def row(self, row: int) -> dict:
+        part, part_row = int(self.index._part[row]), int(self.index._part_row[row])
+        data, shards = self._part(part)
+        out = {c: data[c][part_row] for c in DATA_COLUMNS}
+        out.update(row=row, shard=shards[part_row], key=url_key(out["URL"]))
+        out["hash"] = str(out["hash"])  # 64-bit: JSON numbers lose it in browsers
+        return out
+
+    def safe(self, row: dict) -> bool:
+        return row.get("punsafe") is None or row["punsafe"] <= self.punsafe_threshold
+
+    def search(self, vector: np.ndarray, k: int, safe: bool) -> list[dict]:
+        found = []
+        for hit in self.index.search(vector, min(len(self.index), max(k * 4, k + 20))):
+            row = self.row(hit.row)
+            if safe and not self.safe(row):
+                continue
+            if (row["shard"], row["key"]) in self.hidden_keys:
+                continue
+            found.append({**row, "score": round(hit.similarity, 6)})
+            if len(found) >= k:
+                break
+        return found
+
+    # -- exclusions and images ----------------------------------------------------------
+
+    def _read_exclusions(self) -> list[dict]:
+        out = []
+        for source in self.release.source_shards:
+            safety = self.store.current("safety_filtered_pairs", source.shard)
+            extracted = self.store.current("extracted_pairs", source.shard)
+            if safety is None or extracted is None:
+                continue
+            table = self.store.read_parquet(safety["files"]["exclusions.parquet"],
+                                            columns=["pair_id", "rule", "detail"]).to_pylist()
+            pairs = self.store.read_parquet(extracted["file"],
+                                            columns=["pair_id", "url", "text"]).to_pylist()
+            by_id = {p["pair_id"]: p for p in pairs}
+            for row in table:
+                pair = by_id.get(row["pair_id"], {})
+                out.append({"shard": source.shard, "pair_id": str(row["pair_id"]),
+                            "rule": row["rule"], "detail": row["detail"],
+                            "url": pair.get("url", ""), "text": pair.get("text", "")})
+        return out
+
+    def exclusions_by_rule(self) -> dict[str, list[dict]]:
+        """Exclusions by rule; rows of never-shown rules keep only their count."""
+        grouped: dict[str, list[dict]] = {}
+        for e in self.exclusions:
+            grouped.setdefault(e["rule"], [])
+            if e["rule"] not in NEVER_SHOWN_RULES:
+                grouped[e["rule"]].append({**e, "key": url_key(e["url"])})
+        return grouped
+
+    def rule_counts(self) -> Counter:
+        return Counter(e["rule"] for e in self.exclusions)
+
+    def image(self, shard: str, key: str) -> bytes | None:
+        """The stored resized image of `key` in `shard`, or None (never a hash-listed one)."""
+        if (shard, key) in self.hidden_keys:
+            return None
+        manifest = self.store.current("downloaded_images", shard)
+        if manifest is None:
+            return None
+        for tar in manifest.get("tars", []):
+            members = self._members(tar)
+            if key in members:
+                offset, size = members[key]
+                with self.store.open(tar) as handle:
+                    handle.seek(offset)
+                    return handle.read(size)
+        return None
+
+    def _members(self, tar: str) -> dict[str, tuple[int, int]]:
+        """Image members of a tar by key: (data offset, size), read once per tar."""
+        if tar not in self._tar_members:
+            members = {}
+            with self.store.open(tar) as handle, tarfile.open(fileobj=handle, mode="r:") as t:
+                for m in t:
+                    base = posixpath.basename(m.name)
+                    stem, _, ext = base.partition(".")
+                    if m.isfile() and ext != "json":
+                        members[stem] = (m.offset_data, m.size)
+            self._tar_members[tar] = members
+        return self._tar_members[tar]
+
+    # -- removal --------------------------------------------------------------------------
+
+    def authorized(self, token: str | None) -> bool:
+        return bool(self.operator_token) and token is not None and hmac.compare_digest(
+            token.encode(), self.operator_token.encode())
+
+
+# -- routes ----------------------------------------------------------------------------------
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(json.dumps(value, default=str), status_code=status,
+                    media_type="application/json")
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.lower() not in ("0", "false", "off", "no")
+
+
+def build_app(explorer: Explorer) -> Starlette:
+    ex = explorer
+
+    async def api_search(request: Request) -> Response:
+        q = request.query_params.get("q", "").strip()
+        if not q:
+            return _json({"error": "give a text query: ?q=..."}, 400)
+        k = max(1, min(int(request.query_params.get("k", "24")), MAX_K))
+        safe = _flag(request.query_params.get("safe"), True)
+        results = ex.search(ex.encode_text(q), k, safe)
+        return _json({"query": q, "safe": safe, "punsafe_threshold": ex.punsafe_threshold,
+                      "model": ex.model, "untrained": ex.untrained, "results": results})
+
+    async def api_trace(request: Request) -> Response:
+        value = request.query_params.get("hash", "")
+        try:
+            records = trace(ex.store, hash=value, scan_shards=True)
+        except ProvenanceError as exc:
+            return _json({"error": str(exc)}, 404)
+        return _json(records)
+
+    async def image(request: Request) -> Response:
+        body = ex.image(request.path_params["shard"].replace("~", "/"),
+                        request.path_params["key"])
+        if body is None:
+            return Response("not found", 404)
+        return Response(body, media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+    async def removal(request: Request) -> Response:
+        if not ex.operator_token:
+            return _json({"error": "read-only: this explorer was started without an operator "
+                          "token (LAION_ASSETS_OPERATOR_TOKEN or --operator-token)"}, 403)
+        auth = request.headers.get("authorization", "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else None
+        if not ex.authorized(token):
+            return _json({"error": "operator token missing or wrong"}, 403)
+        body = await request.json()
+        kind, value = body.get("kind", "url"), body.get("value", "")
+        entry = new_takedown(kind, value, body.get("reason", ""),
+                             requested_by=body.get("requested_by", "explorer"))
+        path = append(ex.store, [entry])
+        return _json({"id": entry.id, "kind": entry.kind, "value": entry.value,
+                      "ledger_file": path})
+
+    async def indices_list(request: Request) -> Response:
+        return _json([ex.name])
+
+    async def knn_service(request: Request) -> Response:
+        body = await request.json()
+        if body.get("indice_name", ex.name) != ex.name:
+            return _json({"error": f"unknown indice_name {body.get('indice_name')!r}"}, 400)
+        if body.get("modality", "image") != "image":
+            return _json({"error": "only the image index is served (modality 'image')"}, 400)
+        if body.get("embedding_input") is not None:
+            vector = np.asarray(body["embedding_input"], dtype=np.float32)
+        elif body.get("text"):
+            vector = ex.encode_text(str(body["text"]))
+        else:
+            return _json({"error": "give text or embedding_input (image queries are not "
+                          "served yet)"}, 400)
+        k = max(1, min(int(body.get("num_images", 40)), MAX_K))
+        rows = ex.search(vector, k, bool(body.get("use_safety_model", True)))
+        return _json([_clip_result(r) for r in rows])
+
+    async def metadata(request: Request) -> Response:
+        body = await request.json()
+        out = []
+        for i in body.get("ids", []):
+            i = int(i)
+            if 0 <= i < len(ex.index):
+                row = ex.row(i)
+                if (row["shard"], row["key"]) not in ex.hidden_keys:
+                    out.append({"id": i, "metadata": _clip_metadata(row)})
+        return _json({"metadata": out})
+
+    async def home(request: Request) -> Response:
+        return HTMLResponse(_home_page(ex))
+
+    async def audit(request: Request) -> Response:
+        return HTMLResponse(_audit_page(ex, request.query_params.get("rule")))
+
+    return Starlette(routes=[
+        Route("/", home), Route("/audit", audit),
+        Route("/api/search", api_search), Route("/api/trace", api_trace),
+        Route("/api/removal", removal, methods=["POST"]),
+        Route("/image/{shard}/{key}", image),
+        Route("/indices-list", indices_list),
+        Route("/knn-service", knn_service, methods=["POST"]),
+        Route("/metadata", metadata, methods=["POST"]),
+    ])
+
+
+def _clip_metadata(row: dict) -> dict:
+    return {"url": row["URL"], "caption": row["TEXT"], "hash": row["hash"],
+            "width": row["WIDTH"], "height": row["HEIGHT"], "punsafe": row["punsafe"],
+            "pwatermark": row["pwatermark"], "language": row["LANGUAGE"],
+            "clip_similarity": row["similarity"]}
+
+
+def _clip_result(row: dict) -> dict:
+    """One result as clip-retrieval's back returns it: id, similarity to the query, metadata."""
+    return {**_clip_metadata(row), "id": row["row"], "similarity": row["score"]}
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+STYLE = """
+body{font-family:sans-serif;margin:1em;background:#fafafa}
+.banner{background:#fff3cd;border:1px solid #e0c060;padding:.5em;margin:.5em 0}
+.grid{display:flex;flex-wrap:wrap;gap:8px}
+.cell{width:170px;background:#fff;border:1px solid #ddd;padding:4px;font-size:12px;cursor:pointer}
+.cell img{width:160px;height:120px;object-fit:cover;background:#eee}
+.blur{filter:blur(16px)}
+#detail{white-space:pre-wrap;font-family:monospace;font-size:12px;background:#fff;
+ border:1px solid #ccc;padding:.5em;max-height:40em;overflow:auto}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}
+"""
+
+
+def _banner(ex: Explorer) -> str:
+    text = f"Model: {html.escape(ex.model_label())}."
+    if ex.untrained:
+        text += (" These embeddings come from an <b>untrained CLIP model</b> (seeded random "
+                 "weights, the offline demo): search results are <b>not meaningful</b>.")
+    return f'<div class="banner" id="model">{text}</div>'
+
+
+def _home_page(ex: Explorer) -> str:
+    title = f"{html.escape(ex.name)} v{ex.version}"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}: explorer</title>
+<style>{STYLE}</style></head><body>
+<h1>{title} <small>({ex.release.rows} rows)</small></h1>
+<p><a href="/audit">Audit: exclusions by rule</a></p>
+{_banner(ex)}
+<form id="search"><input name="q" id="q" size="50" placeholder="search by text">
+<label><input type="checkbox" id="safe" checked> safe mode (hide punsafe &gt;
+{ex.punsafe_threshold})</label> <button>Search</button></form>
+<div class="grid" id="grid"></div>
+<h3>Detail</h3><div id="detail">click a result for its provenance</div>
+<script>
+const grid=document.getElementById('grid'), detail=document.getElementById('detail');
+document.getElementById('search').onsubmit=async e=>{{
+  e.preventDefault();
+  const q=document.getElementById('q').value, safe=document.getElementById('safe').checked;
+  const r=await fetch('/api/search?q='+encodeURIComponent(q)+'&safe='+(safe?1:0));
+  const body=await r.json(); grid.innerHTML='';
+  for(const row of body.results){{
+    const d=document.createElement('div'); d.className='cell result';
+    const img=document.createElement('img');
+    img.src='/image/'+row.shard.replace('/','~')+'/'+row.key; img.alt='';
+    const t=document.createElement('div');
+    t.textContent=row.TEXT+' | sim '+row.score.toFixed(3)+' | punsafe '+row.punsafe+
+      ' | '+row.WIDTH+'x'+row.HEIGHT;
+    d.append(img,t);
+    d.onclick=async()=>{{const p=await fetch('/api/trace?hash='+row.hash);
+      detail.textContent=JSON.stringify(await p.json(),null,1);}};
+    grid.append(d);
+  }}
+}};
+</script></body></html>"""
+
+
+def _audit_page(ex: Explorer, only: str | None) -> str:
+    grouped = ex.exclusions_by_rule()
+    counts = ex.rule_counts()
+    rows = "".join(f'<tr><td><a href="/audit?rule={html.escape(r)}">{html.escape(r)}</a></td>'
+                   f"<td>{n}</td></tr>" for r, n in counts.most_common())
+    sections = []
+    for rule, items in sorted(grouped.items()):
+        if only and rule != only:
+            continue
+        if rule in NEVER_SHOWN_RULES:
+            sections.append(f'<h2 id="rule-{rule}">{rule} ({counts[rule]})</h2><p>Matched '
+                            "by a hash list: never shown, and not served.</p>")
+            continue
+        cells = []
+        for e in items:
+            cls = "blur" if rule in BLURRED_RULES else ""
+            src = f"/image/{e['shard'].replace('/', '~')}/{e['key']}"
+            cells.append(
+                f'<div class="cell excluded" data-rule="{html.escape(rule)}">'
+                f'<img class="{cls}" src="{html.escape(src)}" alt="" '
+                "onclick=\"this.classList.remove('blur')\">"
+                f"<div>{html.escape(e['text'] or '')}</div>"
+                f"<div><i>{html.escape(e['detail'] or '')}</i></div>"
+                f"<div>{html.escape(e['url'])}</div></div>")
+        sections.append(f'<h2 id="rule-{rule}">{html.escape(rule)} ({counts[rule]})</h2>'
+                        f'<div class="grid">{"".join(cells)}</div>')
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>{html.escape(ex.name)} v{ex.version}: audit</title><style>{STYLE}</style></head><body>
+<h1>Exclusions in the source shards of {html.escape(ex.name)} v{ex.version}</h1>
+<p><a href="/">search</a>. Images excluded for NSFW are blurred until clicked.</p>
+<table><tr><th>rule</th><th>pairs</th></tr>{rows}</table>{"".join(sections)}</body></html>"""
+
+
+def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 8765) -> None:
+    import uvicorn
+
+    uvicorn.run(build_app(explorer), host=host, port=port, log_level="info")
+
+

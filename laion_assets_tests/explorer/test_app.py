@@ -1,0 +1,144 @@
+"""The explorer's HTTP API on a real release: the sample drop through safety, release v1 and
+its kNN index, served by Starlette's TestClient."""
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from laion_assets.defs.headless import cut_release
+from laion_assets.explorer.app import Explorer, build_app, parse_release
+from laion_assets.pipeline.release.knn import build_index
+from laion_assets.pipeline.safety.takedowns import read_ledger
+from laion_assets_tests import chains
+from laion_assets_tests.chains import materialize_sample_shards
+
+NAME = "laion-assets"
+TOKEN = "s3cret-operator"
+
+instance = chains.module_instance
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, sample_drop_template, instance):
+    defs = materialize_sample_shards(tmp_path_factory.mktemp("explorer"), sample_drop_template,
+                                     instance, files=1)
+    assert cut_release(defs, instance, {"name": NAME})[0]
+    store = defs.resources["dataset_store"].store()
+    build_index(store, NAME, 1)
+    return store
+
+
+@pytest.fixture(scope="module")
+def explorer(store):
+    return Explorer(store, NAME, operator_token=TOKEN)
+
+
+@pytest.fixture(scope="module")
+def client(explorer):
+    return TestClient(build_app(explorer))
+
+
+def _embedding(explorer, row: int) -> list[float]:
+    folder = explorer.release.folder
+    image = np.load(explorer.store.path(f"{folder}/img_emb/part-00000.npy"))
+    return image[row].astype(float).tolist()
+
+
+def test_release_names_parse():
+    assert parse_release("laion-assets@v3") == ("laion-assets", 3)
+    assert parse_release("x@2") == ("x", 2) and parse_release("x") == ("x", None)
+    with pytest.raises(ValueError):
+        parse_release("x@latest")
+
+
+def test_text_search_returns_rows_and_says_the_model_is_untrained(client, explorer):
+    body = client.get("/api/search", params={"q": "a photo of a dog", "safe": "0"}).json()
+    assert body["untrained"] is True and body["model"]["pretrained"] == "none"
+    assert 0 < len(body["results"]) <= min(24, explorer.release.rows)
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    page = client.get("/").text
+    assert "untrained CLIP model" in page and "not meaningful" in page
+    assert explorer.model["model"] in page
+
+
+def test_safe_mode_is_on_by_default_and_hides_rows_above_the_threshold(client, explorer):
+    unsafe = client.get("/api/search", params={"q": "x", "safe": "0", "k": 200}).json()
+    default = client.get("/api/search", params={"q": "x", "k": 200}).json()
+    assert default["safe"] is True
+    assert all(r["punsafe"] is None or r["punsafe"] <= explorer.punsafe_threshold
+               for r in default["results"])
+    above = [r for r in unsafe["results"] if not explorer.safe(r)]
+    assert len(default["results"]) == len(unsafe["results"]) - len(above)
+
+
+def test_a_thumbnail_is_read_from_the_stored_resized_images(client):
+    row = client.get("/api/search", params={"q": "x", "safe": "0"}).json()["results"][0]
+    image = client.get(f"/image/{row['shard'].replace('/', '~')}/{row['key']}")
+    assert image.status_code == 200 and image.content[:3] == b"\xff\xd8\xff"  # JPEG
+
+
+def test_the_detail_panel_shows_the_provenance_trace(client):
+    row = client.get("/api/search", params={"q": "x", "safe": "0"}).json()["results"][0]
+    records = client.get("/api/trace", params={"hash": row["hash"]}).json()
+    assert records and str(records[0]["hash"]) == row["hash"]
+    assert records[0]["warc"]["warc_record_id"].startswith("<urn:uuid:")
+    assert records[0]["warc"]["warc_record_offset"] >= 0 and records[0]["decision"] == "passed"
+
+
+def test_the_audit_view_lists_exclusions_by_rule(client, explorer):
+    counts = explorer.rule_counts()
+    assert counts, "the sample drop excludes some pairs"
+    page = client.get("/audit").text
+    for rule, n in counts.items():
+        assert f"{rule} ({n})" in page
+
+
+def test_an_image_under_a_never_shown_key_is_neither_served_nor_returned(store):
+    explorer = Explorer(store, NAME)
+    client = TestClient(build_app(explorer))
+    row = client.get("/api/search", params={"q": "x", "safe": "0", "k": 200}).json()["results"][0]
+    path = f"/image/{row['shard'].replace('/', '~')}/{row['key']}"
+    assert client.get(path).status_code == 200
+    explorer.hidden_keys.add((row["shard"], row["key"]))  # as a hash-list exclusion adds it
+    assert client.get(path).status_code == 404
+    found = client.get("/api/search", params={"q": "x", "safe": "0", "k": 200}).json()
+    assert row["key"] not in {r["key"] for r in found["results"]}
+    meta = client.post("/metadata", json={"ids": [row["row"]]}).json()["metadata"]
+    assert meta == []
+
+
+def test_removal_needs_the_operator_token(client, store, explorer):
+    before = len(read_ledger(store))
+    body = {"kind": "url", "value": "https://example.com/a.jpg", "reason": "audit request"}
+    assert client.post("/api/removal", json=body).status_code == 403
+    assert client.post("/api/removal", json=body,
+                       headers={"Authorization": "Bearer wrong"}).status_code == 403
+    readonly = TestClient(build_app(Explorer(store, NAME)))
+    refused = readonly.post("/api/removal", json=body,
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+    assert refused.status_code == 403 and "read-only" in refused.json()["error"]
+    assert len(read_ledger(store)) == before
+    done = client.post("/api/removal", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert done.status_code == 200
+    entries = read_ledger(store)
+    assert len(entries) == before + 1 and entries[-1].id == done.json()["id"]
+
+
+def test_clip_retrieval_api(client, explorer):
+    assert client.get("/indices-list").json() == [NAME]
+    query = {"embedding_input": _embedding(explorer, 0), "modality": "image",
+             "num_images": 5, "indice_name": NAME, "use_safety_model": False,
+             "deduplicate": True, "use_violence_detector": False}
+    results = client.post("/knn-service", json=query).json()
+    assert results[0]["id"] == 0 and results[0]["similarity"] == pytest.approx(1, abs=1e-3)
+    assert {"url", "caption", "id", "similarity"} <= set(results[0])
+    text = client.post("/knn-service", json={"text": "a cat", "modality": "image",
+                                             "num_images": 3, "indice_name": NAME}).json()
+    assert len(text) <= 3 and all("url" in r for r in text)
+    meta = client.post("/metadata", json={"ids": [0, results[-1]["id"]],
+                                          "indice_name": NAME}).json()["metadata"]
+    assert [m["id"] for m in meta] == [0, results[-1]["id"]]
+    assert meta[0]["metadata"]["url"] == explorer.row(0)["URL"]
+    bad = client.post("/knn-service", json={"text": "a", "indice_name": "other"})
+    assert bad.status_code == 400

@@ -34,12 +34,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
+
+from laion_assets.pipeline.core.files import atomic_local_file
 
 CURRENT = "_CURRENT.json"
 GC_GRACE_SECONDS = 3600.0  # an attempt not written to for this long is no longer running
@@ -63,7 +66,7 @@ class DatasetStore:
         self.fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
         self.root = path.rstrip("/")
         self.is_local = isinstance(self.fs, LocalFileSystem)
-        self.protocol = "" if self.is_local else _protocol(self.fs)
+        self.protocol = "" if self.is_local else fs_protocol(self.fs)
 
     def path(self, relative: str) -> str:
         """Filesystem path (no protocol) of a store-relative path."""
@@ -110,14 +113,8 @@ class DatasetStore:
         if not self.is_local:
             self.fs.pipe_file(self.path(relative), data)  # one PUT: atomic on object stores
             return
-        target = self.path(relative)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        temp = f"{target}.tmp-{uuid.uuid4().hex}"
-        with open(temp, "wb") as handle:
+        with atomic_local_file(Path(self.path(relative))) as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
 
     def create_json(self, relative: str, value: Any) -> None:
         """Write JSON only where nothing exists yet, atomically; FileExistsError otherwise.
@@ -305,6 +302,13 @@ def _paths_under(value: Any, prefix: str) -> Iterator[str]:
             yield from _paths_under(item, prefix)
 
 
-def _protocol(fs: fsspec.AbstractFileSystem) -> str:
+def fs_protocol(fs: fsspec.AbstractFileSystem) -> str:
+    """A filesystem's main protocol name (`file`, `s3`, ...)."""
     protocol = fs.protocol
     return protocol[0] if isinstance(protocol, tuple | list) else protocol
+
+
+def fs_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """A path of `fs` as a URI another tool can open (local paths stay plain)."""
+    protocol = fs_protocol(fs)
+    return path if protocol in ("file", "local") else f"{protocol}://{path}"

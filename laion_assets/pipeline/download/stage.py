@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from laion_assets.pipeline.core.files import Folder
 from laion_assets.pipeline.core.fingerprint import fingerprint
 from laion_assets.pipeline.core.manifests import RESULTS_FILE
 from laion_assets.pipeline.download.images import (
@@ -63,10 +64,6 @@ FETCH_RESULTS_SCHEMA = pa.schema(
         pa.field("attempts", pa.int32()),
     ]
 )
-
-
-class OutputFolder(Protocol):
-    def open(self, name: str, mode: str = "wb") -> BinaryIO: ...
 
 
 @dataclass(frozen=True)
@@ -114,7 +111,7 @@ class Previous:
 class _Outputs:
     """Fetch results and rotating tar files of one attempt."""
 
-    def __init__(self, folder: OutputFolder, images_per_tar: int, extension: str) -> None:
+    def __init__(self, folder: Folder, images_per_tar: int, extension: str) -> None:
         self.folder, self.per_tar, self.extension = folder, images_per_tar, extension
         self.rows: list[dict] = []
         self.tars: list[str] = []
@@ -155,7 +152,7 @@ class _Outputs:
 
 def download_shard(
     urls: Iterable[str],
-    output: OutputFolder,
+    output: Folder,
     *,
     config: DownloadConfig = DownloadConfig(),
     replay: ReplaySource | None = None,

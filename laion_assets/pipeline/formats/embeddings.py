@@ -21,17 +21,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileOpener
 
+from laion_assets.pipeline.core.files import Folder
+
 IMAGE_FILE = "img_emb.npy"
 TEXT_FILE = "text_emb.npy"
 IDS_FILE = "ids.parquet"
 EMBEDDING_DTYPE = np.dtype("<f2")
 IDS_SCHEMA = pa.schema([("pair_id", pa.int64()), ("similarity", pa.float32())])
-
-
-class Folder(Protocol):
-    """Where files are opened by name, e.g. a dataset store's attempt folder (`StageOutput`)."""
-
-    def open(self, name: str, mode: str = ...) -> BinaryIO: ...
 
 
 class EmbeddingRows(Protocol):
@@ -116,9 +112,7 @@ class EmbeddingWriter:
 
     def _open_npy(self, folder: Folder, name: str) -> BinaryIO:
         handle = self._track(folder.open(name, "wb"))
-        header = {"descr": np.lib.format.dtype_to_descr(EMBEDDING_DTYPE),
-                  "fortran_order": False, "shape": (self.count, self.dim)}
-        np.lib.format.write_array_header_1_0(handle, header)
+        write_npy_header(handle, self.count, self.dim)
         return handle
 
     def _rows(self, values: np.ndarray, name: str) -> np.ndarray:
@@ -193,3 +187,10 @@ def _local_path(handle: BinaryIO) -> str | None:
     if isinstance(handle, io.BufferedReader) and isinstance(handle.raw, io.FileIO):
         return handle.name if isinstance(handle.name, str) else None
     return None
+
+
+def write_npy_header(handle: BinaryIO, rows: int, dim: int) -> None:
+    """The `.npy` header of a float16 [rows, dim] array; the rows follow as raw bytes."""
+    header = {"descr": np.lib.format.dtype_to_descr(EMBEDDING_DTYPE), "fortran_order": False,
+              "shape": (rows, dim)}
+    np.lib.format.write_array_header_1_0(handle, header)

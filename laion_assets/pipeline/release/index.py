@@ -22,9 +22,8 @@ interpreter exit after threaded reads from Python file objects.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
+from laion_assets.pipeline.core.files import HashingWriter
 from laion_assets.pipeline.formats.urls import domain_of
 from laion_assets.pipeline.safety.takedowns import LedgerError, normalize_value
 
@@ -195,7 +195,7 @@ def _write_index(sink: BinaryIO, keys: np.ndarray, positions: np.ndarray, starts
                  part_numbers: np.ndarray, row_group_size: int) -> dict:
     chunk = row_group_size * 32
     with sink as handle:
-        tee = _HashingWriter(handle)
+        tee = HashingWriter(handle, close_inner=False)
         writer = pq.ParquetWriter(tee, INDEX_SCHEMA, compression="zstd", use_dictionary=False,
                                   column_encoding={"key": "DELTA_BINARY_PACKED"},
                                   write_statistics=True)
@@ -212,39 +212,6 @@ def _write_index(sink: BinaryIO, keys: np.ndarray, positions: np.ndarray, starts
         finally:
             writer.close()
     return {"rows": int(len(keys)), "bytes": tee.size, "sha256": tee.digest.hexdigest()}
-
-
-class _HashingWriter:
-    """A write-only file object that counts and hashes what passes through to `inner`."""
-
-    def __init__(self, inner: BinaryIO) -> None:
-        self.inner, self.size, self.digest = inner, 0, hashlib.sha256()
-        self.closed = False
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self.digest.update(view)
-        self.size += len(view)
-        self.inner.write(view)
-        return len(view)
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        self.inner.flush()
-
-    def close(self) -> None:
-        self.closed = True  # the caller closes `inner`
-
-    def writable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return False
-
-    def seekable(self) -> bool:
-        return False
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from laion_assets.pipeline.core.files import HashingWriter
 from laion_assets.pipeline.core.manifests import (
     ReleaseManifest,
     SafetyFilteredPairsManifest,
@@ -66,7 +67,7 @@ from laion_assets.pipeline.core.manifests import (
     require_current,
 )
 from laion_assets.pipeline.core.store import DatasetStore, StoreError
-from laion_assets.pipeline.formats.embeddings import read_embeddings
+from laion_assets.pipeline.formats.embeddings import read_embeddings, write_npy_header
 from laion_assets.pipeline.formats.webdataset import url_key
 from laion_assets.pipeline.release.card import dataset_card
 from laion_assets.pipeline.release.index import write_indexes
@@ -228,7 +229,7 @@ class _Part:
         self.dim: int | None = None
         self.buffered: list[tuple[pa.Table, pa.Table]] = []  # < ROW_GROUP_ROWS rows
         self.buffered_rows = 0
-        self.writers: list[tuple[_HashingWriter, pq.ParquetWriter]] = []
+        self.writers: list[tuple[HashingWriter, pq.ParquetWriter]] = []
         self.spools: list[BinaryIO] = []
 
     def add(self, data: pa.Table, provenance: pa.Table, image: np.ndarray,
@@ -286,9 +287,7 @@ class _Part:
 
     def _npy(self, relative: str, spool: BinaryIO) -> None:
         with self.publisher.open(relative) as handle:
-            header = {"descr": "<f2", "fortran_order": False,
-                      "shape": (self.rows, self.dim or 0)}
-            np.lib.format.write_array_header_1_0(handle, header)
+            write_npy_header(handle, self.rows, self.dim or 0)
             spool.seek(0)
             while chunk := spool.read(SPOOL_CHUNK):
                 handle.write(chunk)
@@ -305,9 +304,14 @@ class _Publisher:
         self.rows = 0
         self.pending = _Part(self, "part-00000")
 
-    def open(self, relative: str) -> _HashingWriter:
+    def open(self, relative: str) -> HashingWriter:
+        """A file of the version; its sha256 and bytes are recorded when it is closed."""
         handle = self.store.open(posixpath.join(self.folder, relative), "wb")
-        return _HashingWriter(handle, relative, self.files)
+        return HashingWriter(handle, on_close=lambda w: self._record(relative, w))
+
+    def _record(self, relative: str, writer: HashingWriter) -> None:
+        self.files[relative] = {**self.files.get(relative, {}),
+                                "sha256": writer.digest.hexdigest(), "bytes": writer.size}
 
     def add(self, data: pa.Table, provenance: pa.Table, image: np.ndarray,
             text: np.ndarray) -> None:
@@ -332,42 +336,6 @@ class _Publisher:
         self.parts += 1
         self.rows += part.rows
         self.pending = _Part(self, f"part-{self.parts:05d}")
-
-
-class _HashingWriter:
-    """A binary sink that records the sha256 and size of what passes through it."""
-
-    def __init__(self, handle: BinaryIO, relative: str, files: dict[str, dict]) -> None:
-        self.handle, self.relative, self.files = handle, relative, files
-        self.digest, self.bytes = hashlib.sha256(), 0
-
-    def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        self.digest.update(view)
-        self.bytes += len(view)
-        return self.handle.write(view)
-
-    def tell(self) -> int:
-        return self.bytes
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-    @property
-    def closed(self) -> bool:
-        return self.handle.closed
-
-    def close(self) -> None:
-        if not self.handle.closed:
-            self.handle.close()
-            self.files[self.relative] = {**self.files.get(self.relative, {}),
-                                         "sha256": self.digest.hexdigest(), "bytes": self.bytes}
-
-    def __enter__(self) -> _HashingWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, NoReturn
 
 import fsspec
 
-from laion_assets.pipeline.core.store import DatasetStore
+from laion_assets.pipeline.core.store import DatasetStore, fs_protocol, fs_uri
 
 LISTINGS = ("warc.paths.gz", "warc.paths")
 CRAWL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -99,9 +99,9 @@ def list_warc_files(
     fs, root = _fresh_fs(drop.uri, storage_options)
     listing = _listing_path(fs, root)
     if listing is None:
-        return [_with_protocol(fs, p) for p in _warc_files_in(fs, root)]
+        return [fs_uri(fs, p) for p in _warc_files_in(fs, root)]
     base = (listing_base or drop.uri).rstrip("/")
-    name = _with_protocol(fs, listing)
+    name = fs_uri(fs, listing)
     with fs.open(listing, "rb") as handle:
         raw = handle.read(MAX_LISTING_BYTES + 1)
     try:
@@ -333,8 +333,8 @@ def _registry_path(crawl: str) -> str:
 def _drop(fs: fsspec.AbstractFileSystem, path: str) -> CrawlDrop:
     crawl = posixpath.basename(path.rstrip("/"))
     if not CRAWL_NAME.match(crawl):
-        raise DropError(f"{_with_protocol(fs, path)}: drop folder name is not a crawl name")
-    return CrawlDrop(_with_protocol(fs, path), crawl)
+        raise DropError(f"{fs_uri(fs, path)}: drop folder name is not a crawl name")
+    return CrawlDrop(fs_uri(fs, path), crawl)
 
 
 def _looks_like_drop(fs: fsspec.AbstractFileSystem, path: str) -> bool:
@@ -352,7 +352,7 @@ def _listing_path(fs: fsspec.AbstractFileSystem, root: str) -> str | None:
 
 def _warc_files_in(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
     files = sorted(fs.glob(posixpath.join(root, "**", "*.warc.gz")))
-    if _protocol(fs) in ("file", "local"):
+    if fs_protocol(fs) in ("file", "local"):
         for path in files:
             reason = _local_refusal(path, root)
             if reason:
@@ -360,10 +360,4 @@ def _warc_files_in(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
     return files
 
 
-def _protocol(fs: fsspec.AbstractFileSystem) -> str:
-    return fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
 
-
-def _with_protocol(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    protocol = _protocol(fs)
-    return path if protocol in ("file", "local") else f"{protocol}://{path}"

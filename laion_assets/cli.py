@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from laion_assets.explorer.cli import add_explore_command
 from laion_assets.provenance_cli import add_provenance_command
 
 
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="shortest alt text kept, in characters")
     p.set_defaults(handler=_extract)
     add_provenance_command(sub)
+    add_explore_command(sub)
     return parser
 
 

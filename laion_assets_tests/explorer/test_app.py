@@ -1,6 +1,14 @@
 """The explorer's HTTP API on a real release: the sample drop through safety, release v1 and
 its kNN index, served by Starlette's TestClient."""
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
@@ -142,3 +150,31 @@ def test_clip_retrieval_api(client, explorer):
     assert meta[0]["metadata"]["url"] == explorer.row(0)["URL"]
     bad = client.post("/knn-service", json={"text": "a", "indice_name": "other"})
     assert bad.status_code == 400
+
+
+def test_the_explore_command_serves_the_release(store):
+    """`laion-assets explore` on a free port answers the page and clip-retrieval's index list."""
+    from laion_assets_tests.ui.conftest import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "laion_assets.cli", "explore", "--store", store.root,
+               "--release", f"{NAME}@v1", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/indices-list", timeout=5) as answer:
+                    assert json.load(answer) == [NAME]
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+        with urllib.request.urlopen(base, timeout=30) as answer:
+            page = answer.read().decode()
+        assert f"{NAME} v1" in page and "not meaningful" in page
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -77,6 +77,10 @@ def run_provenance(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
+def _model_name(identity: dict) -> str:
+    return f"{identity.get('model')} ({identity.get('pretrained')})"
+
+
 def format_record(r: dict) -> str:
     """A readable block for one traced pair."""
     lines = [f"pair {r['hash']}", f"  url       {r['url']}"]
@@ -91,6 +95,11 @@ def format_record(r: dict) -> str:
         if entry.get("from_shard") not in (None, r.get("shard")):
             status += f", released from {entry['from_shard']}"
         lines.append(f"    {entry['name']} v{entry['version']:04d} {status}")
+        captions = entry.get("caption_models")
+        if captions:
+            lines.append(f"      captions by {_model_name(captions['captioner'])}, ranked by "
+                         f"{_model_name(captions['ranker'])} "
+                         f"({captions['generation'].get('generation')})")
     lines.append(f"  decision  {r['decision']}")
     for hit in r["exclusions"]:
         value = f" [{hit['value']}]" if hit.get("value") not in (None, "") else ""

@@ -248,6 +248,9 @@ def _release_entries(store: DatasetStore, pid: int, versions: list[_Version],
             entry.update(status="holds", part=row["part"], row=row["row"],
                          from_shard=row.get("shard"),
                          runs={k: row.get(k) for k in RELEASE_RUN_FIELDS})
+            captions = _caption_models(version.manifest, row.get("shard"))
+            if captions is not None:
+                entry["caption_models"] = captions
             removed_in = None
         else:
             gone = _removed(store, version, all_pids).get(pid)
@@ -260,6 +263,14 @@ def _release_entries(store: DatasetStore, pid: int, versions: list[_Version],
                     entry["removed_in"] = removed_in
         entries.append(entry)
     return entries
+
+
+def _caption_models(manifest: ReleaseManifest, shard: str | None) -> dict | None:
+    """The caption models of the shard's synthetic captions, when the version carries them."""
+    for source in manifest.source_shards:
+        if source.shard == shard and source.captions is not None:
+            return {k: source.captions[k] for k in ("captioner", "ranker", "generation")}
+    return None
 
 
 # -- shards ----------------------------------------------------------------------------------

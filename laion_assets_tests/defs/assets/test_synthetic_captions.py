@@ -14,12 +14,14 @@ from laion_assets.pipeline.core.manifests import (
     require_current,
 )
 from laion_assets.pipeline.formats.webdataset import url_key
+from laion_assets.pipeline.release.provenance import trace
 from laion_assets.pipeline.release.publish import (
     CAPTION_FIELDS,
     RELEASE_SCHEMA,
     latest_release,
     list_versions,
 )
+from laion_assets.provenance_cli import format_record
 from laion_assets_tests import chains
 from laion_assets_tests.chains import materialize_sample_shards
 
@@ -93,6 +95,11 @@ def test_a_release_opts_in_to_caption_columns_per_crawl(defs, instance):
                               rows.column("top_caption").to_pylist(),
                               rows.column("all_captions").to_pylist(), strict=True):
         assert top == by_key[url_key(url)] and alts[0] == top
+    records = trace(store, url=rows.column("URL")[0].as_py())
+    entry = next(e for e in records[0]["releases"] if e["name"] == "coco")
+    assert entry["caption_models"]["captioner"]["model"] == "coca_tiny"
+    assert "captions by coca_tiny (none), ranked by ViT-B-32" in format_record(records[0])
+    assert all("caption_models" not in e for e in records[0]["releases"] if e["name"] == "plain")
     (source,) = coco.source_shards
     assert source.captions["captioner"]["model"] == "coca_tiny"
     assert source.captions["data_version"] == captions.data_version

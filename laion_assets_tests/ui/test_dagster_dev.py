@@ -25,9 +25,12 @@ def test_dagster_dev_loads_the_definitions_without_warnings(dagster_dev: Dagster
     assert set(PER_SHARD_ASSETS) <= set(nodes), sorted(nodes)
     per_shard = dagster_dev.per_shard_assets()
     assert set(PER_SHARD_ASSETS) <= set(per_shard)
-    # A backfill of the shard job (what the sensor runs too) covers every per-shard asset.
-    assert dagster_dev.job_assets(SHARD_JOB) == sorted(per_shard)
+    # A backfill of the shard job (what the sensor runs too) covers every per-shard asset but
+    # the opt-in synthetic captions (job shard_captions).
+    assert "synthetic_captions" in per_shard
+    assert dagster_dev.job_assets(SHARD_JOB) == sorted(set(per_shard) - {"synthetic_captions"})
     assert nodes["clip_scored_pairs"]["pools"] == [GPU_POOL]
+    assert nodes["synthetic_captions"]["pools"] == [GPU_POOL]
     sensor = dagster_dev.sensor(SENSOR)
     assert sensor["sensorState"]["status"] == "RUNNING"
     assert sensor["minIntervalSeconds"] == 30

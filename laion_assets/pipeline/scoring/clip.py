@@ -32,6 +32,7 @@ import fsspec
 import numpy as np
 import open_clip
 import open_clip.pretrained
+import open_clip.transformer
 import torch
 import torch.nn.functional as F
 from fsspec.implementations.local import LocalFileSystem
@@ -203,12 +204,35 @@ def load_clip(spec: ClipModelSpec) -> ClipScorer:
         torch.manual_seed(spec.seed)
         model, _, preprocess = open_clip.create_model_and_transforms(
             spec.model, pretrained=weights.argument, device=device, cache_dir=spec.cache_dir)
+        if weights.argument is None:
+            _init_left_out_parameters(model)
+    _require_finite(model, spec.model)
     model.eval()
     embed_dim = open_clip.get_model_config(spec.model)["embed_dim"]
     identity = ModelIdentity(model=spec.model, pretrained=weights.label,
                              weights_sha256=weights.sha256, embed_dim=embed_dim,
                              precision=precision, device=device)
     return ClipScorer(model, preprocess, open_clip.get_tokenizer(spec.model), identity, spec)
+
+
+def _init_left_out_parameters(model: torch.nn.Module) -> None:
+    """Initialise what open_clip creates with `torch.empty` and never initialises.
+
+    CoCa's text decoder (`MultimodalTransformer`, open_clip 3.3) never runs its own
+    `init_parameters` (it would fail: it reads a `transformer` attribute the class lacks), so
+    with random weights its `text_projection` holds whatever memory held: zeros in a fresh
+    process, NaN or huge values in a long-lived one. It gets the std that method intends.
+    """
+    for module in model.modules():
+        if isinstance(module, open_clip.transformer.MultimodalTransformer):
+            torch.nn.init.normal_(module.text_projection, std=module.width ** -0.5)
+
+
+def _require_finite(model: torch.nn.Module, name: str) -> None:
+    """Refuse weights holding NaN or infinity (they give NaN embeddings, silently)."""
+    bad = [key for key, value in model.named_parameters() if not torch.isfinite(value).all()]
+    if bad:
+        raise ValueError(f"model {name!r}: parameters {bad[:5]} hold NaN or infinite values")
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

@@ -138,3 +138,17 @@ def test_a_clip_model_without_a_decoder_is_refused():
     clip = load_clip(ClipModelSpec(model="clip_tiny", pretrained=None, num_workers=0))
     with pytest.raises(ValueError, match="not a CoCa model"):
         Captioner(clip, CONFIG)
+
+
+
+def test_the_decoder_projection_is_initialised_whatever_memory_held():
+    """open_clip leaves CoCa's `text_decoder.text_projection` as `torch.empty`: in a long test
+    run it held NaN from freed tensors and every caption failed. It is seeded now."""
+    for _ in range(3):
+        garbage = [torch.full((1000, 1000), float("nan")) for _ in range(30)]
+        del garbage
+        captioner = load_captioner(CONFIG)
+        projection = captioner.coca.model.text_decoder.text_projection
+        assert torch.isfinite(projection).all()
+        torch.testing.assert_close(projection, load_captioner(CONFIG).coca.model
+                                   .text_decoder.text_projection)

@@ -264,6 +264,15 @@ def test_unknown_weights_are_refused():
         load_clip(_spec(pretrained="no-such-tag-or-file"))
 
 
+def test_a_checkpoint_holding_nan_is_refused_by_name(seed1_scorer, tiny_model, tmp_path):
+    state = seed1_scorer.model.state_dict()
+    state["text_projection"] = torch.full_like(state["text_projection"], float("nan"))
+    path = tmp_path / "nan.pt"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="text_projection.*NaN or infinite"):
+        load_clip(_spec(model=tiny_model, pretrained=str(path), num_workers=0))
+
+
 # -- precision and spec checks ------------------------------------------------------------
 
 

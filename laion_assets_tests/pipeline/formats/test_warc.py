@@ -195,12 +195,9 @@ def test_unknown_version_is_an_invalid_header(gzip_records):
     assert "not a WARC version line: 'WARC/2.0'" in found[0].detail
 
 
-def test_empty_file_yields_nothing():
-    assert items(b"") == []
-
-
-def test_only_blank_lines_yield_nothing():
-    assert items(b"\r\n\r\n\n") == []
+@pytest.mark.parametrize("data", [b"", b"\r\n\r\n\n"], ids=["empty", "blank-lines"])
+def test_a_file_without_records_yields_nothing(data):
+    assert items(data) == []
 
 
 def test_non_warc_text_file_is_one_garbage_skip():
@@ -254,10 +251,12 @@ def test_truncated_gzip_member_at_end_of_file(cut):
             starts[2], "truncated_gzip_member", "file ends inside a gzip member")
 
 
-def test_garbage_between_gzip_members():
-    members = gz(*RECS)
-    garbage = b"\x00\x00 not gzip at all \xff\xfe" * 7
-    parts = [members[0], garbage, members[1], members[2]]
+@pytest.mark.parametrize(("gzip_records", "between"),
+                         [(True, "gzip members"), (False, "records")])
+def test_garbage_between_records_is_one_named_skip(gzip_records, between):
+    records = gz(*RECS) if gzip_records else list(RECS)
+    garbage = b"\x00\x00 <garbage, not a record> \xff\xfe" * 7
+    parts = [records[0], garbage, records[1], records[2]]
     found = items(b"".join(parts))
     starts = offsets(parts)
     assert summary(found) == [
@@ -266,7 +265,7 @@ def test_garbage_between_gzip_members():
         ("record", starts[2], URIS[1]),
         ("record", starts[3], URIS[2]),
     ]
-    assert found[1].detail == f"bytes between gzip members: skipped {len(garbage)} bytes"
+    assert found[1].detail == f"bytes between {between}: skipped {len(garbage)} bytes"
 
 
 @pytest.mark.parametrize(
@@ -293,20 +292,6 @@ def test_gzip_content_length_lie(delta, detail):
 
 
 # -- uncompressed damage -------------------------------------------------------------------
-
-
-def test_garbage_between_uncompressed_records():
-    garbage = b"<garbage between records>" * 5
-    parts = [RECS[0], garbage, RECS[1], RECS[2]]
-    found = items(b"".join(parts))
-    starts = offsets(parts)
-    assert summary(found) == [
-        ("record", 0, URIS[0]),
-        ("skip", starts[1], "garbage_bytes"),
-        ("record", starts[2], URIS[1]),
-        ("record", starts[3], URIS[2]),
-    ]
-    assert found[1].detail == f"bytes between records: skipped {len(garbage)} bytes"
 
 
 @pytest.mark.parametrize("delta", [100, -100])

@@ -48,14 +48,18 @@ class ImageTarWriter:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def add(self, key: str, image: bytes, meta: dict[str, Any], ext: str = "jpg") -> None:
-        """Write `<key>.<ext>` then `<key>.json` (sorted keys, UTF-8, no NaN)."""
+    def add(self, key: str, image: bytes, meta: dict[str, Any], ext: str = "jpg",
+            caption: str | None = None) -> None:
+        """Write `<key>.<ext>`, `<key>.txt` when a caption is given (img2dataset's layout),
+        then `<key>.json` (sorted keys, UTF-8, no NaN)."""
         _check_name(key, ext)
         if key in self._keys:
             raise ValueError(f"duplicate key in shard: {key!r}")
         body = json.dumps(meta, sort_keys=True, ensure_ascii=False, allow_nan=False)
         self._keys.add(key)
         self._write(f"{key}.{ext}", image)
+        if caption is not None:
+            self._write(f"{key}.txt", caption.encode("utf-8"))
         self._write(f"{key}.json", body.encode("utf-8"))
 
     def close(self) -> None:

@@ -137,8 +137,29 @@ def scan(
 ) -> tuple[str | None, list[dict[str, str | None]]]:
     """(the href of the first `<base href>`, or None; the attributes of every `<img>` and
     `<image>` in document order, only the `wanted` ones when given), in time linear in the
-    page's length."""
+    page's length: by the compiled scanner when it is built, else by `python_scan`."""
+    if _compiled is not None:
+        found = _compiled.scan(page, wanted)
+        if found is not None:  # None: a str with lone surrogates, or unusual wanted names
+            return found
     return _Scanner(page, wanted).run()
+
+
+def python_scan(
+    page: str | bytes, wanted: frozenset[str] | None = None
+) -> tuple[str | None, list[dict[str, str | None]]]:
+    """`scan` in pure Python (the fallback where the extension is not built)."""
+    return _Scanner(page, wanted).run()
+
+
+def compiled_scan(
+    page: str | bytes, wanted: frozenset[str] | None = None
+) -> tuple[str | None, list[dict[str, str | None]]] | None:
+    """`scan` by the compiled extension only (None where it defers to Python); raises
+    ImportError when the extension is not built."""
+    if _compiled is None:
+        raise ImportError("laion_assets.pipeline.formats._html_scan is not built")
+    return _compiled.scan(page, wanted)
 
 
 class _Scanner:
@@ -394,3 +415,11 @@ def _font_breaks_out(attrs: str | bytes) -> bool:
 def _html_encoding(attrs: str | bytes) -> bool:
     encoding = attributes(attrs).get("encoding") or ""
     return encoding.lower() in _HTML_ENCODINGS
+
+
+try:  # the same scanner in C (`_html_scan.c`, built on install); pure Python without it
+    from laion_assets.pipeline.formats import _html_scan as _compiled
+except ImportError:  # pragma: no cover - a machine without a C compiler
+    _compiled = None
+else:
+    _compiled.configure(decode_attribute_value, _font_breaks_out, _html_encoding)

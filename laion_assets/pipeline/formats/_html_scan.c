@@ -1,0 +1,740 @@
+/* The streaming `<img>`/`<base>` tokenizer of html_tokens.py, compiled.
+ *
+ * One pass over the page's bytes (UTF-8; a str page is read through its UTF-8 form), the
+ * same states and the same output as the pure-Python `html_tokens._Scanner`: see that
+ * module's docstring for the rules. The rare paths that need the full attribute decoder
+ * (character references, `<font>` and `<annotation-xml>` in foreign content) call back into
+ * html_tokens (`configure`). `scan` returns None where it cannot promise the same output
+ * (a str with lone surrogates, non-ASCII wanted names): the caller then uses Python.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+static PyObject *decode_value_fn, *font_breaks_out_fn, *html_encoding_fn;
+
+enum {
+    N_NONE, N_IMG, N_IMAGE, N_BASE, N_SCRIPT, N_PLAINTEXT, N_TEMPLATE, N_SVG, N_MATH,
+    N_STYLE, N_XMP, N_IFRAME, N_NOEMBED, N_NOFRAMES, N_TEXTAREA, N_TITLE,
+    N_FOREIGNOBJECT, N_DESC, N_MI, N_MO, N_MN, N_MS, N_MTEXT, N_ANNOTATION_XML, N_COUNT
+};
+static const char *const NAMES[N_COUNT] = {
+    "", "img", "image", "base", "script", "plaintext", "template", "svg", "math",
+    "style", "xmp", "iframe", "noembed", "noframes", "textarea", "title",
+    "foreignobject", "desc", "mi", "mo", "mn", "ms", "mtext", "annotation-xml",
+};
+#define IS_START(id) ((id) >= N_IMG && (id) <= N_TITLE)
+#define IS_RAWTEXT(id) ((id) >= N_STYLE && (id) <= N_TITLE)
+#define IS_END(id) ((id) == N_TEMPLATE || (id) == N_TITLE || ((id) >= N_FOREIGNOBJECT))
+
+static const char *const BREAKOUT[] = {
+    "b", "big", "blockquote", "body", "br", "center", "code", "dd", "div", "dl", "dt", "em",
+    "embed", "h1", "h2", "h3", "h4", "h5", "h6", "head", "hr", "i", "img", "li", "listing",
+    "menu", "meta", "nobr", "ol", "p", "pre", "ruby", "s", "small", "span", "strong", "strike",
+    "sub", "sup", "table", "tt", "u", "ul", "var", NULL,
+};
+
+static inline int is_ws(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r';
+}
+static inline int is_alpha(unsigned char c) {
+    return (unsigned char)((c | 0x20) - 'a') < 26;
+}
+static inline unsigned char lower(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+}
+static inline int name_char(unsigned char c) { return !is_ws(c) && c != '/' && c != '>'; }
+
+typedef struct {
+    const unsigned char *s;
+    Py_ssize_t n;
+} Text;
+
+/* ASCII case-insensitive: does `word` (lower case) start at p? */
+static int starts_ci(const Text *t, Py_ssize_t p, const char *word) {
+    Py_ssize_t len = (Py_ssize_t)strlen(word);
+    if (p + len > t->n) return 0;
+    for (Py_ssize_t i = 0; i < len; i++)
+        if (lower(t->s[p + i]) != (unsigned char)word[i]) return 0;
+    return 1;
+}
+
+/* The id of an interesting tag name (ASCII case-insensitive), N_NONE for any other. */
+static int name_id(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    char buf[16];
+    if (b - a > 14) return N_NONE;
+    for (Py_ssize_t i = a; i < b; i++) buf[i - a] = (char)lower(t->s[i]);
+    buf[b - a] = 0;
+    for (int id = 1; id < N_COUNT; id++)  /* by length: a name may hold NUL */
+        if ((Py_ssize_t)strlen(NAMES[id]) == b - a && memcmp(buf, NAMES[id], b - a) == 0)
+            return id;
+    return N_NONE;
+}
+
+/* The end of a tag's attributes (its `>`), or n when the tag is never closed. */
+static Py_ssize_t attrs_end(const Text *t, Py_ssize_t p) {
+    const unsigned char *s = t->s;
+    Py_ssize_t n = t->n;
+    while (p < n) {
+        unsigned char c = s[p];
+        if (c == '>') return p;
+        if (is_ws(c) || c == '/') { p++; continue; }
+        p++;
+        while (p < n && name_char(s[p]) && s[p] != '=') p++;
+        Py_ssize_t q = p;
+        while (q < n && is_ws(s[q])) q++;
+        if (q < n && s[q] == '=') {
+            q++;
+            while (q < n && is_ws(s[q])) q++;
+            if (q < n && (s[q] == '"' || s[q] == '\'')) {
+                const unsigned char *e = memchr(s + q + 1, s[q], (size_t)(n - q - 1));
+                p = e ? (e - s) + 1 : n;
+            } else {
+                while (q < n && !is_ws(s[q]) && s[q] != '>') q++;
+                p = q;
+            }
+        }
+    }
+    return n;
+}
+
+/* After a `</name`: the rest of the end tag, or n. */
+static Py_ssize_t end_tag_rest(const Text *t, Py_ssize_t p) {
+    Py_ssize_t e = attrs_end(t, p);
+    return e >= t->n ? t->n : e + 1;
+}
+
+/* After `<!--`: the end of the comment. */
+static Py_ssize_t comment_end(const Text *t, Py_ssize_t p) {
+    const unsigned char *s = t->s;
+    Py_ssize_t n = t->n;
+    if (p < n && s[p] == '>') return p + 1;
+    if (p + 1 < n && s[p] == '-' && s[p + 1] == '>') return p + 2;
+    while (p < n) {
+        const unsigned char *d = memchr(s + p, '-', (size_t)(n - p));
+        if (d == NULL) return n;
+        p = d - s;
+        if (p + 2 < n && s[p + 1] == '-' && s[p + 2] == '>') return p + 3;
+        if (p + 3 < n && s[p + 1] == '-' && s[p + 2] == '!' && s[p + 3] == '>') return p + 4;
+        p++;
+    }
+    return n;
+}
+
+/* A bogus comment or doctype from p: to after the next `>`, or n. */
+static Py_ssize_t bogus_end(const Text *t, Py_ssize_t p) {
+    if (p >= t->n) return t->n;
+    const unsigned char *e = memchr(t->s + p, '>', (size_t)(t->n - p));
+    return e ? (e - t->s) + 1 : t->n;
+}
+
+static Py_ssize_t next_lt(const Text *t, Py_ssize_t p) {
+    if (p >= t->n) return t->n;
+    const unsigned char *e = memchr(t->s + p, '<', (size_t)(t->n - p));
+    return e ? e - t->s : t->n;
+}
+
+/* `</name` followed by whitespace, `/` or `>`, from p: where the `<` is, or -1. */
+static Py_ssize_t find_end_tag(const Text *t, Py_ssize_t p, const char *name) {
+    Py_ssize_t len = (Py_ssize_t)strlen(name);
+    for (p = next_lt(t, p); p < t->n; p = next_lt(t, p + 1)) {
+        if (p + 2 + len < t->n && t->s[p + 1] == '/' && starts_ci(t, p + 2, name)
+            && !name_char(t->s[p + 2 + len]))
+            return p;
+    }
+    return -1;
+}
+
+static Py_ssize_t raw_end(const Text *t, Py_ssize_t p, int id) {
+    Py_ssize_t e = find_end_tag(t, p, NAMES[id]);
+    return e < 0 ? t->n : end_tag_rest(t, e + 2 + (Py_ssize_t)strlen(NAMES[id]));
+}
+
+/* Script data with its escaped and double-escaped states. */
+static Py_ssize_t script_end(const Text *t, Py_ssize_t p) {
+    enum { DATA, ESCAPED, DOUBLE } state = DATA;
+    const unsigned char *s = t->s;
+    Py_ssize_t n = t->n;
+    while (p < n) {
+        unsigned char c = s[p];
+        if (c == '<') {
+            if (p + 3 < n && s[p + 1] == '!' && s[p + 2] == '-' && s[p + 3] == '-') {
+                Py_ssize_t k = p + 4;
+                while (k < n && s[k] == '-') k++;
+                if (k < n && s[k] == '>') { state = DATA; p = k + 1; }
+                else { if (state == DATA) state = ESCAPED; p += 4; }
+                continue;
+            }
+            if (p + 8 < n && s[p + 1] == '/' && starts_ci(t, p + 2, "script")
+                && !name_char(s[p + 8])) {
+                if (state != DOUBLE) return end_tag_rest(t, p + 8);
+                state = ESCAPED;
+                p += 8;
+                continue;
+            }
+            if (p + 7 < n && starts_ci(t, p + 1, "script") && !name_char(s[p + 7])) {
+                if (state == ESCAPED) state = DOUBLE;
+                p += 7;
+                continue;
+            }
+            p++;
+        } else if (c == '-') {
+            if (p + 2 < n && s[p + 1] == '-' && s[p + 2] == '>') { state = DATA; p += 3; }
+            else p++;
+        } else {
+            Py_ssize_t q = p;
+            while (q < n && s[q] != '<' && s[q] != '-') q++;
+            p = q;
+        }
+    }
+    return n;
+}
+
+typedef struct {
+    int closing, id;
+    Py_ssize_t start, name_a, name_b, attrs_a, attrs_b, end;
+} Tag;
+
+/* HTML content (point: inside an SVG/MathML integration point): the next interesting tag
+ * into *tag, 1; 0 when there is none (the page ends, or inside a tag never closed). */
+static int next_html(const Text *t, Py_ssize_t p, int point, Tag *tag) {
+    const unsigned char *s = t->s;
+    Py_ssize_t n = t->n;
+    while ((p = next_lt(t, p)) < n) {
+        if (p + 1 >= n) return 0;
+        unsigned char c1 = s[p + 1];
+        if (c1 == '!') {
+            p = (p + 3 < n && s[p + 2] == '-' && s[p + 3] == '-') ? comment_end(t, p + 4)
+                                                                  : bogus_end(t, p + 2);
+        } else if (c1 == '?') {
+            p = bogus_end(t, p + 2);
+        } else if (c1 == '/') {
+            if (p + 2 >= n) return 0;
+            unsigned char c2 = s[p + 2];
+            if (c2 == '>') { p += 3; continue; }
+            if (!is_alpha(c2)) { p = bogus_end(t, p + 2); continue; }
+            Py_ssize_t a = p + 2, b = a + 1;
+            while (b < n && name_char(s[b])) b++;
+            Py_ssize_t e = attrs_end(t, b);
+            if (e >= n) return 0;
+            int id = name_id(t, a, b);
+            if (id == N_TEMPLATE || (point && IS_END(id))) {
+                *tag = (Tag){1, id, p, a, b, b, e, e + 1};
+                return 1;
+            }
+            p = e + 1;
+        } else if (is_alpha(c1)) {
+            Py_ssize_t a = p + 1, b = a + 1;
+            while (b < n && name_char(s[b])) b++;
+            Py_ssize_t e = attrs_end(t, b);
+            if (e >= n) return 0;
+            int id = name_id(t, a, b);
+            if (IS_START(id)) {
+                *tag = (Tag){0, id, p, a, b, b, e, e + 1};
+                return 1;
+            }
+            p = e + 1;
+        } else {
+            p++;
+        }
+    }
+    return 0;
+}
+
+/* Foreign content: the next tag of any name (CDATA sections are text). */
+static int next_foreign(const Text *t, Py_ssize_t p, Tag *tag) {
+    const unsigned char *s = t->s;
+    Py_ssize_t n = t->n;
+    while ((p = next_lt(t, p)) < n) {
+        if (p + 1 >= n) return 0;
+        unsigned char c1 = s[p + 1];
+        if (c1 == '!') {
+            if (starts_ci(t, p + 2, "[cdata[")) {
+                Py_ssize_t q = p + 9;
+                for (;;) {
+                    const unsigned char *e = q < n ? memchr(s + q, ']', (size_t)(n - q)) : NULL;
+                    if (e == NULL) { p = n; break; }
+                    q = e - s;
+                    if (q + 2 < n && s[q + 1] == ']' && s[q + 2] == '>') { p = q + 3; break; }
+                    q++;
+                }
+            } else if (p + 3 < n && s[p + 2] == '-' && s[p + 3] == '-') {
+                p = comment_end(t, p + 4);
+            } else {
+                p = bogus_end(t, p + 2);
+            }
+        } else if (c1 == '?') {
+            p = bogus_end(t, p + 2);
+        } else if (c1 == '/' || is_alpha(c1)) {
+            int closing = c1 == '/';
+            Py_ssize_t a = p + 1 + closing;
+            if (closing) {
+                if (a >= n) return 0;
+                if (s[a] == '>') { p += 3; continue; }
+                if (!is_alpha(s[a])) { p = bogus_end(t, a); continue; }
+            }
+            Py_ssize_t b = a + 1;
+            while (b < n && name_char(s[b])) b++;
+            Py_ssize_t e = attrs_end(t, b);
+            if (e >= n) return 0;
+            *tag = (Tag){closing, N_NONE, p, a, b, b, e, e + 1};
+            return 1;
+        } else {
+            p++;
+        }
+    }
+    return 0;
+}
+
+/* -- output: attribute values and dicts ------------------------------------------------- */
+
+/* Bytes as html_tokens reads them: CR and CRLF to LF, NUL to U+FFFD, UTF-8 with invalid
+ * bytes replaced. */
+static PyObject *text_of(const unsigned char *s, Py_ssize_t len) {
+    int special = 0;
+    for (Py_ssize_t i = 0; i < len; i++)
+        if (s[i] == '\r' || s[i] == 0) { special = 1; break; }
+    if (!special) return PyUnicode_DecodeUTF8((const char *)s, len, "replace");
+    unsigned char *buf = PyMem_Malloc((size_t)len * 3 + 1);
+    if (buf == NULL) return PyErr_NoMemory();
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        if (s[i] == '\r') {
+            buf[k++] = '\n';
+            if (i + 1 < len && s[i + 1] == '\n') i++;
+        } else if (s[i] == 0) {
+            buf[k++] = 0xEF; buf[k++] = 0xBF; buf[k++] = 0xBD;
+        } else {
+            buf[k++] = s[i];
+        }
+    }
+    PyObject *out = PyUnicode_DecodeUTF8((const char *)buf, k, "replace");
+    PyMem_Free(buf);
+    return out;
+}
+
+/* An attribute's value: None when bare or empty unquoted, references decoded. */
+static PyObject *value_of(const Text *t, Py_ssize_t a, Py_ssize_t b, int quoted) {
+    if (!quoted && a == b) Py_RETURN_NONE;
+    PyObject *text = text_of(t->s + a, b - a);
+    if (text == NULL || memchr(t->s + a, '&', (size_t)(b - a)) == NULL) return text;
+    PyObject *decoded = PyObject_CallOneArg(decode_value_fn, text);
+    Py_DECREF(text);
+    return decoded;
+}
+
+typedef struct {
+    Py_ssize_t name_a, name_b, value_a, value_b;
+    int has_value, quoted;
+} Attr;
+
+/* The next attribute of a tag's attribute text [p, end): 1 and *attr, or 0. */
+static int next_attr(const Text *t, Py_ssize_t *p, Py_ssize_t end, Attr *attr) {
+    const unsigned char *s = t->s;
+    Py_ssize_t q = *p;
+    while (q < end && (is_ws(s[q]) || s[q] == '/')) q++;
+    if (q >= end || s[q] == '>') return 0;
+    attr->name_a = q++;
+    while (q < end && name_char(s[q]) && s[q] != '=') q++;
+    attr->name_b = q;
+    attr->has_value = attr->quoted = 0;
+    Py_ssize_t v = q;
+    while (v < end && is_ws(s[v])) v++;
+    if (v < end && s[v] == '=') {
+        v++;
+        while (v < end && is_ws(s[v])) v++;
+        const unsigned char *close = NULL;
+        if (v < end && (s[v] == '"' || s[v] == '\''))
+            close = memchr(s + v + 1, s[v], (size_t)(end - v - 1));
+        attr->has_value = 1;
+        if (close != NULL) {
+            attr->quoted = 1;
+            attr->value_a = v + 1;
+            attr->value_b = close - s;
+            q = attr->value_b + 1;
+        } else {
+            attr->value_a = v;
+            while (v < end && !is_ws(s[v]) && s[v] != '>') v++;
+            attr->value_b = q = v;
+        }
+    }
+    *p = q;
+    return 1;
+}
+
+typedef struct {
+    int count;
+    char names[32][24];
+    Py_ssize_t lengths[32];
+    PyObject *keys[32];
+} Wanted;
+
+static int wanted_index(const Wanted *w, const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    for (int i = 0; i < w->count; i++) {
+        if (w->lengths[i] != b - a) continue;
+        Py_ssize_t k = 0;
+        while (k < b - a && lower(t->s[a + k]) == (unsigned char)w->names[i][k]) k++;
+        if (k == b - a) return i;
+    }
+    return -1;
+}
+
+/* An attribute name as html_tokens gives it: ASCII lower case, NUL as U+FFFD. */
+static PyObject *name_of(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    unsigned char small[64] = {0};
+    unsigned char *buf = (b - a) * 3 <= 64 ? small : PyMem_Malloc((size_t)(b - a) * 3);
+    if (buf == NULL) return PyErr_NoMemory();
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = a; i < b; i++) {
+        if (t->s[i] == 0) { buf[k++] = 0xEF; buf[k++] = 0xBF; buf[k++] = 0xBD; }
+        else buf[k++] = lower(t->s[i]);
+    }
+    PyObject *out = PyUnicode_DecodeUTF8((const char *)buf, k, "replace");
+    if (buf != small) PyMem_Free(buf);
+    return out;
+}
+
+/* The attributes of a tag (the wanted ones, or all when w is NULL), first one winning. */
+static PyObject *attributes_of(const Text *t, Py_ssize_t a, Py_ssize_t b, const Wanted *w) {
+    PyObject *attrs = PyDict_New();
+    Attr attr;
+    Py_ssize_t p = a;
+    while (attrs != NULL && next_attr(t, &p, b, &attr)) {
+        PyObject *key;
+        if (w != NULL) {
+            int i = wanted_index(w, t, attr.name_a, attr.name_b);
+            if (i < 0) continue;
+            key = Py_NewRef(w->keys[i]);
+        } else if ((key = name_of(t, attr.name_a, attr.name_b)) == NULL) {
+            Py_CLEAR(attrs);
+            break;
+        }
+        int seen = PyDict_Contains(attrs, key);
+        if (seen == 0) {
+            PyObject *value = attr.has_value
+                ? value_of(t, attr.value_a, attr.value_b, attr.quoted) : Py_NewRef(Py_None);
+            if (value == NULL || PyDict_SetItem(attrs, key, value) < 0) seen = -1;
+            Py_XDECREF(value);
+        }
+        Py_DECREF(key);
+        if (seen < 0) Py_CLEAR(attrs);
+    }
+    return attrs;
+}
+
+/* -- the scanner ------------------------------------------------------------------------ */
+
+typedef struct {
+    Py_ssize_t name_at, name_len;
+    char ns;          /* 's' svg, 'm' math */
+    char holds_html;  /* an integration point */
+} Foreign;
+
+typedef struct {
+    Text t;
+    const Wanted *wanted;
+    PyObject *images, *base;
+    long template_depth;
+    Foreign *stack;
+    Py_ssize_t depth, capacity;
+    char *names;
+    Py_ssize_t names_len, names_capacity;
+} Scanner;
+
+/* A foreign element's name as html_tokens compares them: `_lower`, as UTF-8. */
+static int canonical_name(Scanner *sc, Py_ssize_t a, Py_ssize_t b, char **out,
+                          Py_ssize_t *len) {
+    PyObject *name = name_of(&sc->t, a, b);
+    if (name == NULL) return -1;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(name, len);
+    if (utf8 == NULL) { Py_DECREF(name); return -1; }
+    *out = PyMem_Malloc((size_t)*len + 1);
+    if (*out != NULL) memcpy(*out, utf8, (size_t)*len);
+    Py_DECREF(name);
+    return *out == NULL ? (PyErr_NoMemory(), -1) : 0;
+}
+
+static int name_is(const Scanner *sc, const Foreign *f, const char *name, Py_ssize_t len) {
+    return f->name_len == len && memcmp(sc->names + f->name_at, name, (size_t)len) == 0;
+}
+
+static int push_foreign(Scanner *sc, const char *name, Py_ssize_t len, char ns, char html) {
+    if (sc->depth == sc->capacity) {
+        Py_ssize_t cap = sc->capacity ? sc->capacity * 2 : 16;
+        Foreign *grown = PyMem_Realloc(sc->stack, (size_t)cap * sizeof(Foreign));
+        if (grown == NULL) { PyErr_NoMemory(); return -1; }
+        sc->stack = grown, sc->capacity = cap;
+    }
+    if (sc->names_len + len > sc->names_capacity) {
+        Py_ssize_t cap = (sc->names_capacity + len) * 2 + 64;
+        char *grown = PyMem_Realloc(sc->names, (size_t)cap);
+        if (grown == NULL) { PyErr_NoMemory(); return -1; }
+        sc->names = grown, sc->names_capacity = cap;
+    }
+    memcpy(sc->names + sc->names_len, name, (size_t)len);
+    sc->stack[sc->depth++] = (Foreign){sc->names_len, len, ns, html};
+    sc->names_len += len;
+    return 0;
+}
+
+static void pop_to(Scanner *sc, Py_ssize_t depth) {
+    if (depth < sc->depth) {
+        sc->names_len = sc->stack[depth].name_at;
+        sc->depth = depth;
+    }
+}
+
+static int add_image(Scanner *sc, const Tag *tag) {
+    if (sc->template_depth) return 0;
+    PyObject *attrs = attributes_of(&sc->t, tag->attrs_a, tag->attrs_b, sc->wanted);
+    if (attrs == NULL) return -1;
+    int rc = PyList_Append(sc->images, attrs);
+    Py_DECREF(attrs);
+    return rc;
+}
+
+static int read_base(Scanner *sc, const Tag *tag) {
+    if (sc->base != Py_None || sc->template_depth) return 0;
+    Attr attr;
+    Py_ssize_t p = tag->attrs_a;
+    while (next_attr(&sc->t, &p, tag->attrs_b, &attr)) {
+        if (attr.name_b - attr.name_a != 4 || !starts_ci(&sc->t, attr.name_a, "href")) continue;
+        PyObject *href = attr.has_value
+            ? value_of(&sc->t, attr.value_a, attr.value_b, attr.quoted) : Py_NewRef(Py_None);
+        if (href == NULL) return -1;
+        if (href == Py_None) {
+            Py_DECREF(href);
+            if ((href = PyUnicode_FromString("")) == NULL) return -1;
+        }
+        Py_SETREF(sc->base, href);
+        return 0;
+    }
+    return 0;
+}
+
+/* `<x ... />`: the attribute text ends in "/" that is not part of an unquoted value. */
+static int self_closing(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    if (b <= a || t->s[b - 1] != '/') return 0;
+    Py_ssize_t last_stop = a - 1;  /* the last whitespace or ">" */
+    for (Py_ssize_t i = a; i < b; i++)
+        if (is_ws(t->s[i]) || t->s[i] == '>') last_stop = i;
+    for (Py_ssize_t i = a; i < b; i++) {
+        if (t->s[i] != '=') continue;
+        Py_ssize_t j = i + 1;
+        while (j < b && is_ws(t->s[j])) j++;
+        if (j < b && (t->s[j] == '"' || t->s[j] == '\'')) continue;
+        if (j > last_stop) return 0;  /* `<svg a=/>`: the "/" is the value's */
+    }
+    return 1;
+}
+
+static int call_predicate(PyObject *fn, const Text *t, const Tag *tag) {
+    PyObject *attrs = PyBytes_FromStringAndSize((const char *)t->s + tag->attrs_a,
+                                                tag->attrs_b - tag->attrs_a);
+    if (attrs == NULL) return -1;
+    PyObject *result = PyObject_CallOneArg(fn, attrs);
+    Py_DECREF(attrs);
+    if (result == NULL) return -1;
+    int truth = PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return truth;
+}
+
+static int html_tag(Scanner *sc, const Tag *tag, Py_ssize_t *pos) {
+    int id = tag->id;
+    if (tag->closing) {
+        if (id == N_TEMPLATE) {
+            if (sc->template_depth > 0) sc->template_depth--;
+        } else if (sc->depth) {
+            const char *name = NAMES[id];
+            if (name_is(sc, &sc->stack[sc->depth - 1], name, (Py_ssize_t)strlen(name)))
+                pop_to(sc, sc->depth - 1);
+        }
+        return 0;
+    }
+    switch (id) {
+    case N_IMG: case N_IMAGE: return add_image(sc, tag);
+    case N_BASE: return read_base(sc, tag);
+    case N_SCRIPT: *pos = script_end(&sc->t, *pos); return 0;
+    case N_PLAINTEXT: *pos = sc->t.n; return 0;
+    case N_TEMPLATE: sc->template_depth++; return 0;
+    case N_SVG: case N_MATH:
+        if (self_closing(&sc->t, tag->attrs_a, tag->attrs_b)) return 0;
+        return push_foreign(sc, NAMES[id], (Py_ssize_t)strlen(NAMES[id]),
+                            id == N_SVG ? 's' : 'm', 0);
+    default:
+        if (IS_RAWTEXT(id)) *pos = raw_end(&sc->t, *pos, id);
+        return 0;
+    }
+}
+
+static int in_list(const char *name, Py_ssize_t len, const char *const *list) {
+    for (; *list; list++)
+        if ((Py_ssize_t)strlen(*list) == len && memcmp(*list, name, (size_t)len) == 0) return 1;
+    return 0;
+}
+
+static void leave_foreign(Scanner *sc) {
+    while (sc->depth && !sc->stack[sc->depth - 1].holds_html) pop_to(sc, sc->depth - 1);
+}
+
+static int holds_html(Scanner *sc, const Tag *tag, const char *name, Py_ssize_t len, char ns) {
+    static const char *const svg_points[] = {"foreignobject", "desc", "title", NULL};
+    static const char *const math_points[] = {"mi", "mo", "mn", "ms", "mtext", NULL};
+    if (ns == 's') return in_list(name, len, svg_points);
+    if (in_list(name, len, math_points)) return 1;
+    if (len == 14 && memcmp(name, "annotation-xml", 14) == 0)
+        return call_predicate(html_encoding_fn, &sc->t, tag);
+    return 0;
+}
+
+static int foreign_start(Scanner *sc, const Tag *tag, char *name, Py_ssize_t len,
+                         Py_ssize_t *pos) {
+    int breaks = in_list(name, len, BREAKOUT);
+    if (!breaks && len == 4 && memcmp(name, "font", 4) == 0)
+        breaks = call_predicate(font_breaks_out_fn, &sc->t, tag);  /* color, face, size */
+    if (breaks < 0) return -1;
+    if (breaks) { leave_foreign(sc); *pos = tag->start; return 0; }
+    *pos = tag->end;
+    if (len == 4 && memcmp(name, "base", 4) == 0 && read_base(sc, tag) < 0) return -1;
+    if (self_closing(&sc->t, tag->attrs_a, tag->attrs_b)) return 0;
+    char ns = sc->stack[sc->depth - 1].ns;
+    int html = holds_html(sc, tag, name, len, ns);
+    return html < 0 ? -1 : push_foreign(sc, name, len, ns, (char)html);
+}
+
+static int foreign_tag(Scanner *sc, const Tag *tag, Py_ssize_t *pos) {
+    char *name;
+    Py_ssize_t len;
+    if (canonical_name(sc, tag->name_a, tag->name_b, &name, &len) < 0) return -1;
+    int rc = 0;
+    if (!tag->closing) {
+        rc = foreign_start(sc, tag, name, len, pos);
+    } else if ((len == 2 && memcmp(name, "br", 2) == 0) || (len == 1 && name[0] == 'p')) {
+        leave_foreign(sc);
+        *pos = tag->start;
+    } else {
+        for (Py_ssize_t d = sc->depth - 1; d >= 0; d--) {
+            if (name_is(sc, &sc->stack[d], name, len)) { pop_to(sc, d); break; }
+            if (sc->stack[d].holds_html) break;
+        }
+        *pos = tag->end;
+    }
+    PyMem_Free(name);
+    return rc;
+}
+
+static int run(Scanner *sc) {
+    Py_ssize_t pos = 0;
+    Tag tag;
+    while (pos < sc->t.n) {
+        int rc;
+        if (sc->depth && !sc->stack[sc->depth - 1].holds_html) {
+            if (!next_foreign(&sc->t, pos, &tag)) break;
+            rc = foreign_tag(sc, &tag, &pos);
+        } else {
+            if (!next_html(&sc->t, pos, sc->depth > 0, &tag)) break;
+            pos = tag.end;
+            rc = html_tag(sc, &tag, &pos);
+        }
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* The wanted names, lower-cased; 0, or 1 when they are not all short ASCII names. */
+static int read_wanted(PyObject *wanted, Wanted *w) {
+    w->count = 0;
+    PyObject *it = PyObject_GetIter(wanted), *item;
+    if (it == NULL) return -1;
+    int unusable = 0;
+    while ((item = PyIter_Next(it)) != NULL) {
+        Py_ssize_t len;
+        const char *name = PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &len) : NULL;
+        if (name == NULL || !PyUnicode_IS_ASCII(item) || len >= 24 || w->count == 32) {
+            PyErr_Clear();
+            unusable = 1;
+        } else {
+            char *dst = w->names[w->count];
+            for (Py_ssize_t i = 0; i < len; i++) dst[i] = (char)lower((unsigned char)name[i]);
+            w->lengths[w->count] = len;
+            w->keys[w->count] = PyUnicode_FromStringAndSize(dst, len);
+            if (w->keys[w->count] == NULL) unusable = -1;
+            else w->count++;
+        }
+        Py_DECREF(item);
+        if (unusable) break;
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : unusable;
+}
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    PyObject *page, *wanted = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O:scan", &page, &wanted)) return NULL;
+    if (decode_value_fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_html_scan.configure() was not called");
+        return NULL;
+    }
+    Scanner sc = {0};
+    if (PyUnicode_Check(page)) {
+        sc.t.s = (const unsigned char *)PyUnicode_AsUTF8AndSize(page, &sc.t.n);
+        if (sc.t.s == NULL) { PyErr_Clear(); Py_RETURN_NONE; }  /* lone surrogates */
+    } else if (PyBytes_Check(page)) {
+        sc.t.s = (const unsigned char *)PyBytes_AS_STRING(page), sc.t.n = PyBytes_GET_SIZE(page);
+    } else if (PyByteArray_Check(page)) {
+        sc.t.s = (const unsigned char *)PyByteArray_AS_STRING(page);
+        sc.t.n = PyByteArray_GET_SIZE(page);
+    } else {
+        PyErr_Format(PyExc_TypeError, "scan() needs str or bytes, not %.100s",
+                     Py_TYPE(page)->tp_name);
+        return NULL;
+    }
+    Wanted w;
+    w.count = 0;
+    if (wanted != Py_None) {
+        int unusable = read_wanted(wanted, &w);
+        if (unusable) {
+            for (int i = 0; i < w.count; i++) Py_DECREF(w.keys[i]);
+            if (unusable < 0) return NULL;
+            Py_RETURN_NONE;
+        }
+        sc.wanted = &w;
+    }
+    PyObject *result = NULL;
+    sc.images = PyList_New(0);
+    sc.base = Py_NewRef(Py_None);
+    if (sc.images != NULL && run(&sc) == 0) result = PyTuple_Pack(2, sc.base, sc.images);
+    Py_XDECREF(sc.images);
+    Py_DECREF(sc.base);
+    PyMem_Free(sc.stack);
+    PyMem_Free(sc.names);
+    for (int i = 0; i < w.count; i++) Py_DECREF(w.keys[i]);
+    return result;
+}
+
+static PyObject *configure(PyObject *self, PyObject *args) {
+    PyObject *decode, *font, *encoding;
+    if (!PyArg_ParseTuple(args, "OOO:configure", &decode, &font, &encoding)) return NULL;
+    Py_XSETREF(decode_value_fn, Py_NewRef(decode));
+    Py_XSETREF(font_breaks_out_fn, Py_NewRef(font));
+    Py_XSETREF(html_encoding_fn, Py_NewRef(encoding));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS,
+     "scan(page, wanted=None) -> (base href or None, [attribute dicts of <img>/<image>]), "
+     "or None where the pure-Python scanner must be used."},
+    {"configure", configure, METH_VARARGS,
+     "configure(decode_attribute_value, font_breaks_out, html_encoding): html_tokens' helpers."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_html_scan",
+    "The compiled streaming tokenizer of html_tokens (same output as its pure-Python scan).",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__html_scan(void) { return PyModule_Create(&module); }

@@ -43,8 +43,20 @@ def materialize_sample_shards(tmp: Path, template: Path, instance: DagsterInstan
 def tick_crawl_sensor(instance: DagsterInstance, defs: Definitions, cursor: str | None):
     """One evaluation of the crawl-drop sensor, applying its partition requests as the daemon
     does."""
-    context = build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources)
+    context = build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources,
+                                   definitions=defs)
     result = crawl_drop_sensor(context)
     for request in result.dynamic_partitions_requests:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     return result
+
+
+def backfill_of(request) -> tuple[set[str], list[str]]:
+    """(asset names, shard keys) of a crawl-sensor backfill request; every asset of it over the
+    same shards."""
+    assert request.requires_backfill_daemon() and request.run_key is None
+    subset = request.asset_graph_subset
+    shards = {tuple(sorted(subset.get_partitions_subset(key).get_partition_keys()))
+              for key in subset.asset_keys}
+    [keys] = shards
+    return {key.to_user_string() for key in subset.asset_keys}, list(keys)

@@ -1,10 +1,14 @@
-"""Jobs: the per-shard chain (sensor, CLI and UI backfills) and cutting a release."""
+"""Jobs: the per-shard chain (the sensor's backfills, CLI and UI backfills) and cutting a
+release."""
 
 from dagster import AssetSelection, define_asset_job
 
+# Every per-shard asset but the opt-in captions: the shard job's and the crawl-drop sensor's.
+SHARD_CHAIN = AssetSelection.groups("crawl", "images", "scoring", "safety")
+
 shard_pipeline_job = define_asset_job(
     "shard_pipeline",
-    selection=AssetSelection.groups("crawl", "images", "scoring", "safety"),
+    selection=SHARD_CHAIN,
     description="Every per-shard asset, from the raw WARC partition to its safety-filtered "
     "pairs.",
 )

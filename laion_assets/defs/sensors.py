@@ -1,10 +1,11 @@
-"""Sensors: new WARC files become shards and runs; new takedowns and list changes become
-release versions."""
+"""Sensors: new WARC files become shards and one backfill per drop; new takedowns and list
+changes become release versions."""
 
 
 import json
 
 from dagster import (
+    DagsterInvariantViolationError,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -12,8 +13,9 @@ from dagster import (
     SkipReason,
     sensor,
 )
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 
-from laion_assets.defs.jobs import release_job, shard_pipeline_job
+from laion_assets.defs.jobs import SHARD_CHAIN, release_job
 from laion_assets.defs.partitions import SHARDS, shard_partitions
 from laion_assets.defs.registration import shards_to_add
 from laion_assets.defs.resources import (
@@ -32,11 +34,12 @@ TAKEDOWN_PRIORITY = 10  # takedown and list-change runs; shard runs and backfill
 
 
 @sensor(
-    job=shard_pipeline_job,
+    asset_selection=SHARD_CHAIN,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
     description="Watches the crawl drops location; registers each new WARC file run as a shard "
-    "partition and requests one run per new shard (run key = shard key).",
+    "partition and requests one backfill per drop over its new shards (every per-shard asset "
+    "but the opt-in captions): one object to watch, retry (Failed and missing) and cancel.",
 )
 def crawl_drop_sensor(
     context: SensorEvaluationContext,
@@ -47,21 +50,38 @@ def crawl_drop_sensor(
     store = dataset_store.store()
     known = set(context.instance.get_dynamic_partitions(SHARDS))
     new_keys: list[str] = []
+    backfills: list[RunRequest] = []
     for drop in crawl_drops.drops():
         fingerprint = drop_fingerprint(drop, crawl_drops.storage_options)
         if seen.get(drop.uri) == fingerprint:
             continue
         keys = shards_to_add(store, crawl_drops, drop, known | set(new_keys))
         context.log.info("drop %s (%s): %d new shards", drop.uri, drop.crawl, len(keys))
+        if keys:
+            backfills.append(drop_backfill(context, drop.crawl, keys))
         new_keys.extend(keys)
         seen[drop.uri] = fingerprint
     return SensorResult(
-        run_requests=[RunRequest(run_key=key, partition_key=key) for key in new_keys],
+        run_requests=backfills,
         dynamic_partitions_requests=(
             [shard_partitions.build_add_request(new_keys)] if new_keys else []
         ),
         cursor=json.dumps(seen, sort_keys=True),
     )
+
+
+def drop_backfill(context: SensorEvaluationContext, crawl: str, keys: list[str]) -> RunRequest:
+    """One backfill of the shard chain's assets over a drop's new shards `keys`."""
+    if context.repository_def is None:
+        raise DagsterInvariantViolationError(
+            "crawl_drop_sensor resolves its asset selection against the definitions: build its "
+            "context with definitions= (build_sensor_context(definitions=defs))")
+    assets = SHARD_CHAIN.resolve(context.repository_def.asset_graph)
+    shards = shard_partitions.empty_subset().with_partition_keys(keys)
+    subset = AssetGraphSubset(partitions_subsets_by_asset_key=dict.fromkeys(assets, shards))
+    return RunRequest.for_asset_graph_subset(subset, tags={
+        "laion_assets/trigger": "crawl_drop", "laion_assets/crawl": crawl,
+        "laion_assets/shards": f"{keys[0]}..{keys[-1]} ({len(keys)})"})
 
 
 @sensor(

@@ -20,7 +20,7 @@ from laion_assets.pipeline.formats.embeddings import read_embeddings
 from laion_assets.pipeline.release.publish import latest_manifest, verify_files
 from laion_assets.settings import Settings, storage_options
 from laion_assets_tests import s3 as s3_server
-from laion_assets_tests.chains import tick_crawl_sensor
+from laion_assets_tests.chains import backfill_of, tick_crawl_sensor
 
 moto_endpoint = s3_server.moto_endpoint
 s3 = s3_server.s3
@@ -161,8 +161,8 @@ def test_the_sensor_watches_an_s3_prefix(s3, s3_settings, instance):
     drop = f"{s3_settings.drops}/{CRAWL}"
 
     first = tick_crawl_sensor(instance, defs, None)
-    assert [r.run_key for r in first.run_requests] == SHARD_KEYS
-    assert [r.partition_key for r in first.run_requests] == SHARD_KEYS
+    [backfill] = first.run_requests  # one backfill over the drop's shards
+    assert backfill_of(backfill)[1] == SHARD_KEYS
     assert sorted(instance.get_dynamic_partitions(SHARDS)) == SHARD_KEYS
     assert list(json.loads(first.cursor)) == [drop]
     registry = json.loads(s3.fs.cat_file(
@@ -181,14 +181,13 @@ def test_the_sensor_watches_an_s3_prefix(s3, s3_settings, instance):
     s3.fs.copy(f"{drop}/{first_warc}", f"{drop}/{extra}")
     s3.fs.pipe_file(listing, gzip.compress(f"{lines.rstrip()}\n{extra}\n".encode()))
     third = tick_crawl_sensor(instance, defs, again.cursor)
-    assert [(r.run_key, r.partition_key) for r in third.run_requests] \
-        == [(f"{CRAWL}/00004", f"{CRAWL}/00004")]
+    assert [backfill_of(r)[1] for r in third.run_requests] == [[f"{CRAWL}/00004"]]
     assert len(instance.get_dynamic_partitions(SHARDS)) == 5
 
     # a new drop (a new folder under the prefix, WARC files and no listing)
     s3.fs.copy(f"{drop}/{first_warc}", f"{s3_settings.drops}/CC-MAIN-OTHER/a.warc.gz")
     fourth = tick_crawl_sensor(instance, defs, third.cursor)
-    assert [r.run_key for r in fourth.run_requests] == ["CC-MAIN-OTHER/00000"]
+    assert [backfill_of(r)[1] for r in fourth.run_requests] == [["CC-MAIN-OTHER/00000"]]
     assert tick_crawl_sensor(instance, defs, fourth.cursor).run_requests == []
 
 

@@ -1,28 +1,78 @@
+import gzip
 import json
 import shutil
 
 import pyarrow.parquet as pq
 import pytest
-from dagster import build_sensor_context, instance_for_test
+from dagster import (
+    DagsterInvariantViolationError,
+    build_sensor_context,
+    instance_for_test,
+)
+from dagster._core.execution.backfill import PartitionBackfill
 
 from laion_assets.defs.headless import cut_release
 from laion_assets.defs.partitions import SHARDS
-from laion_assets.defs.sensors import takedown_sensor
+from laion_assets.defs.sensors import crawl_drop_sensor, takedown_sensor
 from laion_assets.pipeline.release.publish import latest_release
 from laion_assets.pipeline.safety.lists import load_lists
 from laion_assets.pipeline.safety.takedowns import append, new_takedown
-from laion_assets_tests.chains import materialize_sample_shards, tick_crawl_sensor
+from laion_assets_tests.chains import backfill_of, materialize_sample_shards, tick_crawl_sensor
 from laion_assets_tests.conftest import SHARED_WARCS
 
+SHARD_CHAIN_ASSETS = {"warc_shards", "extracted_pairs", "downloaded_images",
+                      "clip_scored_pairs", "safety_filtered_pairs"}
 
-def test_new_drop_yields_shards_and_run_requests(instance, defs):
+
+def _backfill(result) -> tuple[set[str], list[str]]:
+    """The assets and shard keys of the one backfill a tick requested."""
+    [request] = result.run_requests
+    return backfill_of(request)
+
+
+def test_new_drop_yields_shards_and_one_backfill(instance, defs):
     result = tick_crawl_sensor(instance, defs, None)
     keys = [f"CC-MAIN-SAMPLE/{i:05d}" for i in range(4)]
-    assert [r.partition_key for r in result.run_requests] == keys
-    assert [r.run_key for r in result.run_requests] == keys
+    assets, shards = _backfill(result)
+    assert assets == SHARD_CHAIN_ASSETS  # not the opt-in synthetic_captions
+    assert shards == keys
+    [request] = result.run_requests
+    assert request.tags["laion_assets/crawl"] == "CC-MAIN-SAMPLE"
+    assert request.tags["laion_assets/trigger"] == "crawl_drop"
     assert sorted(instance.get_dynamic_partitions(SHARDS)) == keys
     assert list(json.loads(result.cursor)) == [str(defs.resources["crawl_drops"].location)
                                                 + "/CC-MAIN-SAMPLE"]
+
+
+# Dagster's own check of a backfill request calls its deprecated AssetSelection.keys.
+@pytest.mark.filterwarnings("ignore:Function `AssetSelection.keys` is deprecated")
+def test_the_daemon_accepts_the_backfill_and_records_it(instance, defs):
+    """The tick as the sensor daemon evaluates it (selection checked), and the backfill it
+    stores: one asset backfill over every new shard."""
+    context = build_sensor_context(instance=instance, resources=defs.resources,
+                                   definitions=defs)
+    data = crawl_drop_sensor.evaluate_tick(context)
+    [request] = data.run_requests
+    assert request.tags["dagster/sensor_name"] == "crawl_drop_sensor"
+    for partitions in data.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(partitions.partitions_def_name,
+                                        list(partitions.partition_keys))
+    instance.add_backfill(PartitionBackfill.from_asset_graph_subset(
+        backfill_id="drop", asset_graph_subset=request.asset_graph_subset,
+        dynamic_partitions_store=instance, tags=request.tags, backfill_timestamp=0.0,
+        title=None, description=None, run_config=None))
+    backfill = instance.get_backfill("drop")
+    assert backfill.is_asset_backfill
+    target = backfill.asset_backfill_data.target_subset
+    assert {k.to_user_string() for k in target.asset_keys} == SHARD_CHAIN_ASSETS
+    assert target.num_partitions_and_non_partitioned_assets == 4 * len(SHARD_CHAIN_ASSETS)
+    assert backfill.tags["laion_assets/crawl"] == "CC-MAIN-SAMPLE"
+
+
+def test_a_tick_without_definitions_fails_clearly(instance, defs):
+    context = build_sensor_context(instance=instance, resources=defs.resources)
+    with pytest.raises(DagsterInvariantViolationError, match="definitions="):
+        crawl_drop_sensor(context)
 
 
 def test_same_drop_again_yields_nothing(instance, defs):
@@ -34,27 +84,28 @@ def test_same_drop_again_yields_nothing(instance, defs):
     assert fresh.run_requests == []
 
 
-def test_one_added_file_yields_one_new_shard(instance, defs, drops_dir):
+def test_one_added_file_yields_a_backfill_of_one_shard(instance, defs, drops_dir):
     first = tick_crawl_sensor(instance, defs, None)
     drop = drops_dir / "CC-MAIN-SAMPLE"
     shutil.copy(SHARED_WARCS / "wget-2024-sample.warc.gz", drop / "extra.warc.gz")
-    with open(drop / "warc.paths.gz", "rb") as handle:
-        import gzip
-
-        listing = gzip.decompress(handle.read()).decode()
+    listing = gzip.decompress((drop / "warc.paths.gz").read_bytes()).decode()
     (drop / "warc.paths.gz").write_bytes(gzip.compress((listing + "extra.warc.gz\n").encode()))
     second = tick_crawl_sensor(instance, defs, first.cursor)
-    assert [r.partition_key for r in second.run_requests] == ["CC-MAIN-SAMPLE/00004"]
+    assert _backfill(second)[1] == ["CC-MAIN-SAMPLE/00004"]
     assert len(instance.get_dynamic_partitions(SHARDS)) == 5
 
 
-def test_a_second_drop_is_its_own_crawl(instance, defs, drops_dir):
+def test_a_second_drop_is_its_own_backfill(instance, defs, drops_dir):
     first = tick_crawl_sensor(instance, defs, None)
-    other = drops_dir / "CC-MAIN-OTHER"
-    other.mkdir()
-    shutil.copy(SHARED_WARCS / "wikipedia-2012-homepage.warc.gz", other / "w.warc.gz")
+    for name, warc in (("CC-MAIN-OTHER", "wikipedia-2012-homepage.warc.gz"),
+                       ("CC-MAIN-THIRD", "wget-2024-sample.warc.gz")):
+        (drops_dir / name).mkdir()
+        shutil.copy(SHARED_WARCS / warc, drops_dir / name / "w.warc.gz")
     second = tick_crawl_sensor(instance, defs, first.cursor)
-    assert [r.partition_key for r in second.run_requests] == ["CC-MAIN-OTHER/00000"]
+    assert [r.tags["laion_assets/crawl"] for r in second.run_requests] == \
+        ["CC-MAIN-OTHER", "CC-MAIN-THIRD"]
+    assert [backfill_of(r)[1] for r in second.run_requests] == \
+        [["CC-MAIN-OTHER/00000"], ["CC-MAIN-THIRD/00000"]]
 
 
 # -- the takedown sensor: list changes and priorities -----------------------------------------
@@ -136,7 +187,7 @@ def test_a_takedown_request_outranks_shard_runs(released, shard_runs):
 
 @pytest.fixture
 def shard_runs(instance, defs):
-    """The crawl sensor's shard run requests for a fresh drop (a backfill's runs alike)."""
+    """The crawl sensor's backfill request for a fresh drop (its runs carry its tags)."""
     runs = tick_crawl_sensor(instance, defs, None).run_requests
     assert runs
     return runs

@@ -7,10 +7,9 @@ captures, CLIP with seeded random weights.
 
 Fixtures:
   dagster_dev     the server and a GraphQL client (`DagsterDev.graphql`, `launch_job_and_wait`, ...)
-  crawl_backfill  the sample drop written into the watched location, its shards registered by
-                  the crawl-drop sensor, and every shard backfilled with the mutation the UI
-                  sends from Jobs → shard_pipeline → Materialize all…; waits until every run
-                  (the backfill's and the sensor's) has finished.
+  crawl_backfill  the sample drop written into the watched location: the crawl-drop sensor
+                  registers its shards and requests one backfill of them; waits until every
+                  run (the backfill's and automation's) has finished.
   ui_browser      Chromium on the UI (Playwright); request it before crawl_backfill.
 """
 
@@ -52,13 +51,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--no-first-run", "--disable-sync", "--metrics-recording-only"]
 
 # Generous: a 2-core machine starts four processes per run (run worker and step processes, each
-# importing torch), and the sensor's runs and the backfill's runs share the run queue.
+# importing torch), and the backfill's runs and automation's share the run queue.
 SERVER_START_TIMEOUT = 240
 SENSOR_TIMEOUT = 240  # minimum interval 30 s, plus the time a tick takes
 RUNS_TIMEOUT = 3600  # measured: 28 min with other test suites sharing the 2 cores
 
 SENSOR = "crawl_drop_sensor"
-SHARD_JOB = "shard_pipeline"  # every per-shard asset; the sensor's job
+SHARD_JOB = "shard_pipeline"  # every per-shard asset; the sensor's backfills select the same
 ASSET_JOB = "__ASSET_JOB"  # the implicit job the UI launches asset selections in
 IN_FLIGHT = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
 BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
@@ -129,6 +128,16 @@ query Backfill($backfillId: String!) {
         }
       }
     }
+    ... on Error { message }
+  }
+}
+"""
+
+BACKFILLS = """
+query Backfills {
+  partitionBackfillsOrError(limit: 20) {
+    __typename
+    ... on PartitionBackfills { results { id tags { key value } } }
     ... on Error { message }
   }
 }
@@ -533,6 +542,13 @@ class DagsterDev:
         assert data["__typename"] == "PartitionBackfill", data
         return data
 
+    def backfills(self, tags: dict[str, str]) -> list[str]:
+        """Ids of the latest backfills carrying every tag of `tags`."""
+        data = self.graphql(BACKFILLS)["partitionBackfillsOrError"]
+        assert data["__typename"] == "PartitionBackfills", data
+        return [b["id"] for b in data["results"]
+                if tags.items() <= {(t["key"], t["value"]) for t in b["tags"]}]
+
     def wait_for_backfill(self, backfill_id: str, timeout: float = RUNS_TIMEOUT) -> dict:
         def done():
             self._while_waiting()
@@ -675,8 +691,7 @@ class CrawlBackfill:
     assets: list[str]
     backfill_id: str
     backfill: dict
-    backfill_runs: list[dict]
-    sensor_runs: list[dict]
+    backfill_runs: list[dict]  # the sensor's backfill's: one per shard
     all_runs: list[dict]
 
 
@@ -765,7 +780,8 @@ def dagster_dev(tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def crawl_backfill(dagster_dev: DagsterDev) -> CrawlBackfill:
-    """The sample drop through the sensor, then a UI backfill of every shard; all runs done."""
+    """The sample drop through the sensor: its shards and the one backfill it requested, with
+    every run done."""
     server = dagster_dev
     staging = server.var / "staging" / CRAWL
     write_sample_drop(staging, seed=0)
@@ -775,14 +791,15 @@ def crawl_backfill(dagster_dev: DagsterDev) -> CrawlBackfill:
         lambda: sorted(server.partition_keys("warc_shards")) == SHARD_KEYS and SHARD_KEYS,
         SENSOR_TIMEOUT, f"the crawl-drop sensor to register {SHARD_KEYS}", interval=3)
     assets = server.job_assets(SHARD_JOB)
-    backfill_id = server.launch_backfill(SHARD_JOB, shards)
-    backfill = server.wait_for_backfill(backfill_id)
+    [backfill_id] = server.wait_for(
+        lambda: server.backfills({"dagster/sensor_name": SENSOR}), SENSOR_TIMEOUT,
+        "the crawl-drop sensor's backfill", interval=3)
+    server.wait_for_backfill(backfill_id)
     all_runs = server.wait_for_idle()
     backfill = server.backfill(backfill_id)
     backfill_runs = [r for r in all_runs if _tag(r, "dagster/backfill") == backfill_id]
-    sensor_runs = [r for r in all_runs if _tag(r, "dagster/sensor_name") == SENSOR]
-    return CrawlBackfill(shards, assets, backfill_id, backfill, backfill_runs, sensor_runs,
-                         all_runs)
+    assert len(server.backfills({})) == 1, "the sensor requested more than one backfill"
+    return CrawlBackfill(shards, assets, backfill_id, backfill, backfill_runs, all_runs)
 
 
 def _tag(run: dict, key: str) -> str | None:

@@ -44,7 +44,7 @@ def test_materialize_dialog_sends_the_backfill_the_tests_send(ui_browser: UiBrow
         request = route.request
         if request.method == "POST" and "LaunchPartitionBackfill" in (request.post_data or ""):
             sent.append(request.post_data_json)
-            route.abort()  # the backfill itself went through GraphQL (crawl_backfill)
+            route.abort()  # the shards are the sensor's backfill's already (crawl_backfill)
         else:
             route.continue_()
 
@@ -83,13 +83,13 @@ def test_backfill_page_shows_its_runs(ui_browser: UiBrowser, crawl_backfill: Cra
     ui.screenshot("backfill.png")
 
 
-def test_runs_page_lists_the_backfill_and_sensor_runs(ui_browser: UiBrowser,
-                                                      crawl_backfill: CrawlBackfill):
+def test_runs_page_lists_the_sensor_backfill_runs(ui_browser: UiBrowser,
+                                                  crawl_backfill: CrawlBackfill):
     ui = ui_browser
     ui.open("/runs", "Show runs within backfills")
     ui.page.get_by_text("Show runs within backfills", exact=True).click()
     ui.expect_text("crawl_drop_sensor")
-    for run in crawl_backfill.backfill_runs + crawl_backfill.sensor_runs:
+    for run in crawl_backfill.backfill_runs:
         ui.expect_text(run["runId"][:8])
     ui.screenshot("runs.png")
 

@@ -1,4 +1,5 @@
-"""End to end through `dagster dev`: a crawl drop becomes shards, a UI backfill materializes them.
+"""End to end through `dagster dev`: a crawl drop becomes shards, the sensor's one backfill
+materializes them.
 
 The server (ui/conftest.py) is the real `dagster dev` with the repository's dagster.yaml and
 workspace.yaml; everything here goes through its GraphQL API, the one the UI uses.
@@ -7,6 +8,7 @@ workspace.yaml; everything here goes through its GraphQL API, the one the UI use
 import json
 
 from laion_assets_tests.ui.conftest import (
+    CRAWL,
     GPU_POOL,
     PER_SHARD_ASSETS,
     SENSOR,
@@ -44,27 +46,32 @@ def test_gpu_pool_and_run_queue_come_from_dagster_yaml(dagster_dev: DagsterDev):
     assert "dagster/backfill" in instance["runQueueConfig"]["tagConcurrencyLimitsYaml"]
 
 
-def test_backfill_of_every_shard_as_the_ui_launches_it(dagster_dev: DagsterDev,
+def test_one_backfill_per_drop_materializes_every_shard(dagster_dev: DagsterDev,
                                                         crawl_backfill: CrawlBackfill):
     result = crawl_backfill
     assert result.shards == SHARD_KEYS
     assert set(PER_SHARD_ASSETS) <= set(result.assets)
 
-    failed = [r for r in result.backfill_runs + result.sensor_runs if r["status"] != "SUCCESS"]
+    failed = [r for r in result.backfill_runs if r["status"] != "SUCCESS"]
     assert not failed, dagster_dev.failure_report(failed)
 
     backfill = result.backfill
     assert backfill["status"] == "COMPLETED_SUCCESS", backfill
-    assert backfill["partitionSetName"] == f"{SHARD_JOB}_partition_set"
-    assert backfill["numPartitions"] == len(SHARD_KEYS)
-    assert sorted(backfill["partitionNames"]) == SHARD_KEYS
+    assert backfill["isAssetBackfill"]
+    tags = {t["key"]: t["value"] for t in backfill["tags"]}
+    assert tags["dagster/sensor_name"] == SENSOR and tags["laion_assets/crawl"] == CRAWL
     assert sorted("/".join(a["path"]) for a in backfill["assetSelection"]) == result.assets
-    assert backfill["partitionStatusCounts"] == [{"runStatus": "SUCCESS",
-                                                  "count": len(SHARD_KEYS)}]
+    statuses = {"/".join(s["assetKey"]["path"]): s
+                for s in backfill["assetBackfillData"]["assetBackfillStatuses"]}
+    assert sorted(statuses) == result.assets
+    for asset, status in statuses.items():
+        assert (status["numPartitionsTargeted"], status["numPartitionsMaterialized"],
+                status["numPartitionsFailed"]) == (len(SHARD_KEYS), len(SHARD_KEYS), 0), asset
 
-    # One run per shard from the backfill, and one per shard from the crawl-drop sensor.
+    # One run per shard, all from the sensor's one backfill.
     assert sorted(_partition(r) for r in result.backfill_runs) == SHARD_KEYS
-    assert sorted(_partition(r) for r in result.sensor_runs) == SHARD_KEYS
+    assert not [r for r in result.all_runs if _tag(r, "dagster/sensor_name") == SENSOR
+                and r not in result.backfill_runs]
 
     backfill_run_ids = {r["runId"] for r in result.backfill_runs}
     for asset in result.assets:
@@ -82,9 +89,8 @@ def test_gpu_pool_runs_one_clip_step_at_a_time(crawl_backfill: CrawlBackfill):
                       for run in runs for step in run["stepStats"]
                       if step["stepKey"] == "clip_scored_pairs")
 
-    # The backfill's runs and the sensor's each score their shard...
-    chain_runs = crawl_backfill.backfill_runs + crawl_backfill.sensor_runs
-    assert len(clip_spans(chain_runs)) == 2 * len(SHARD_KEYS)
+    # The backfill's runs each score their shard...
+    assert len(clip_spans(crawl_backfill.backfill_runs)) == len(SHARD_KEYS)
     # ...and no two CLIP steps of any runs (automation's included) overlapped.
     spans = clip_spans(crawl_backfill.all_runs)
     for (_, end, run_id), (start, _, next_run_id) in zip(spans, spans[1:], strict=False):
@@ -93,7 +99,11 @@ def test_gpu_pool_runs_one_clip_step_at_a_time(crawl_backfill: CrawlBackfill):
 
 
 def _partition(run: dict) -> str | None:
-    return next((t["value"] for t in run["tags"] if t["key"] == "dagster/partition"), None)
+    return _tag(run, "dagster/partition")
+
+
+def _tag(run: dict, key: str) -> str | None:
+    return next((t["value"] for t in run["tags"] if t["key"] == key), None)
 
 
 def test_a_release_cut_from_the_launchpad(dagster_dev: DagsterDev, crawl_backfill: CrawlBackfill):

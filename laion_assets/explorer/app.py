@@ -1,7 +1,8 @@
 """The audit explorer: a small Starlette app over one release version and its kNN index.
 
-Pages: `/` (text search, a grid of thumbnails, a detail panel with the provenance trace) and
-`/audit` (the source shards' safety exclusions by rule). JSON: `/api/search`, `/api/trace`,
+Pages (`pages.py`): `/` (search by text or "more like this", filters, a grid of thumbnails, a
+detail panel with the provenance trace and a removal request) and `/audit` (the source
+shards' safety exclusions by rule, `?shard=` for one). JSON: `/api/search`, `/api/trace`,
 `/api/removal`, and clip-retrieval's back API (`/indices-list`, `/knn-service`,
 `/metadata`). Safe by default:
 
@@ -16,7 +17,6 @@ Pages: `/` (text search, a grid of thumbnails, a detail panel with the provenanc
 from __future__ import annotations
 
 import hmac
-import html
 import json
 import posixpath
 import tarfile
@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from laion_assets.explorer.pages import NEVER_SHOWN_RULES, audit_page, home_page
 from laion_assets.pipeline.core.store import DatasetStore
 from laion_assets.pipeline.formats.webdataset import url_key
 from laion_assets.pipeline.release.knn import KnnIndex, load_index
@@ -39,8 +40,6 @@ from laion_assets.pipeline.release.publish import latest_release, read_release
 from laion_assets.pipeline.safety.takedowns import append, new_takedown
 
 DEFAULT_PUNSAFE = 0.45
-NEVER_SHOWN_RULES = ("hash_list",)  # their images are never listed nor served
-BLURRED_RULES = ("nsfw", "nsfw_keyword", "minor_nsfw")
 DATA_COLUMNS = ("URL", "TEXT", "WIDTH", "HEIGHT", "similarity", "punsafe", "pwatermark",
                 "LANGUAGE", "hash")
 MAX_K = 200
@@ -60,6 +59,42 @@ def parse_release(value: str | None) -> tuple[str, int | None]:
     return name, int(number)
 
 
+@dataclass(frozen=True)
+class Filters:
+    """Browse filters applied to the nearest candidates (None: no bound)."""
+
+    language: str | None = None
+    max_punsafe: float | None = None
+    max_pwatermark: float | None = None
+    min_similarity: float | None = None
+
+    @classmethod
+    def from_query(cls, params: Any) -> Filters:
+        """From query parameters; ValueError names a bound that is not a number."""
+        bounds = {}
+        for name in ("max_punsafe", "max_pwatermark", "min_similarity"):
+            value = (params.get(name) or "").strip()
+            try:
+                bounds[name] = float(value) if value else None
+            except ValueError:
+                raise ValueError(f"{name}={value!r} is not a number") from None
+        return cls(language=(params.get("language") or "").strip() or None, **bounds)
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in self.__dict__.values())
+
+    def keep(self, row: dict) -> bool:
+        def above(value, bound):
+            return bound is not None and value is not None and value > bound
+
+        return not ((self.language and row["LANGUAGE"] != self.language)
+                    or above(row["punsafe"], self.max_punsafe)
+                    or above(row["pwatermark"], self.max_pwatermark)
+                    or (self.min_similarity is not None
+                        and (row["similarity"] or 0.0) < self.min_similarity))
+
+
 @dataclass
 class Explorer:
     """The state the routes share: the release, its index, the text tower (loaded lazily)."""
@@ -69,6 +104,7 @@ class Explorer:
     version: int | None = None
     operator_token: str | None = None
     encoder: Any = None  # anything with encode_texts(list[str]) -> np.ndarray
+    dagster_url: str | None = None  # the detail panel links run ids to this Dagster UI
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -135,11 +171,15 @@ class Explorer:
     def safe(self, row: dict) -> bool:
         return row.get("punsafe") is None or row["punsafe"] <= self.punsafe_threshold
 
-    def search(self, vector: np.ndarray, k: int, safe: bool) -> list[dict]:
+    def search(self, vector: np.ndarray, k: int, safe: bool,
+               filters: Filters = Filters()) -> list[dict]:
+        """The `k` nearest rows that pass safe mode and `filters`, among the nearest few
+        hundred (filters narrow the neighbourhood; they do not scan the release)."""
         found = []
-        for hit in self.index.search(vector, min(len(self.index), max(k * 4, k + 20))):
+        wanted = max(k * 10, 200) if filters.active else max(k * 4, k + 20)
+        for hit in self.index.search(vector, min(len(self.index), wanted)):
             row = self.row(hit.row)
-            if safe and not self.safe(row):
+            if (safe and not self.safe(row)) or not filters.keep(row):
                 continue
             if (row["shard"], row["key"]) in self.hidden_keys:
                 continue
@@ -169,17 +209,19 @@ class Explorer:
                             "url": pair.get("url", ""), "text": pair.get("text", "")})
         return out
 
-    def exclusions_by_rule(self) -> dict[str, list[dict]]:
-        """Exclusions by rule; rows of never-shown rules keep only their count."""
+    def exclusions_by_rule(self, shard: str | None = None) -> dict[str, list[dict]]:
+        """Exclusions by rule (of one shard, or all); never-shown rules keep only their count."""
         grouped: dict[str, list[dict]] = {}
         for e in self.exclusions:
+            if shard and e["shard"] != shard:
+                continue
             grouped.setdefault(e["rule"], [])
             if e["rule"] not in NEVER_SHOWN_RULES:
                 grouped[e["rule"]].append({**e, "key": url_key(e["url"])})
         return grouped
 
-    def rule_counts(self) -> Counter:
-        return Counter(e["rule"] for e in self.exclusions)
+    def rule_counts(self, shard: str | None = None) -> Counter:
+        return Counter(e["rule"] for e in self.exclusions if not shard or e["shard"] == shard)
 
     def image(self, shard: str, key: str) -> bytes | None:
         """The stored resized image of `key` in `shard`, or None (never a hash-listed one)."""
@@ -235,13 +277,25 @@ def build_app(explorer: Explorer) -> Starlette:
     ex = explorer
 
     async def api_search(request: Request) -> Response:
-        q = request.query_params.get("q", "").strip()
-        if not q:
-            return _json({"error": "give a text query: ?q=..."}, 400)
-        k = max(1, min(int(request.query_params.get("k", "24")), MAX_K))
-        safe = _flag(request.query_params.get("safe"), True)
-        results = ex.search(ex.encode_text(q), k, safe)
-        return _json({"query": q, "safe": safe, "punsafe_threshold": ex.punsafe_threshold,
+        """`?q=TEXT` (the text tower) or `?like=ROW` (that row's image embedding: "more like
+        this"), with `k`, `safe` and the `Filters` parameters."""
+        params = request.query_params
+        q, like = params.get("q", "").strip(), params.get("like", "").strip()
+        try:
+            k = max(1, min(int(params.get("k", "24")), MAX_K))
+            filters = Filters.from_query(params)
+            if like:
+                vector = ex.index.vector(int(like))
+            elif q:
+                vector = ex.encode_text(q)
+            else:
+                return _json({"error": "give a text query (?q=...) or a row (?like=N)"}, 400)
+        except (ValueError, IndexError) as exc:
+            return _json({"error": str(exc)}, 400)
+        safe = _flag(params.get("safe"), True)
+        results = ex.search(vector, k, safe, filters)
+        return _json({"query": q or f"like row {like}", "safe": safe,
+                      "filters": filters.__dict__, "punsafe_threshold": ex.punsafe_threshold,
                       "model": ex.model, "untrained": ex.untrained, "results": results})
 
     async def api_trace(request: Request) -> Response:
@@ -308,10 +362,11 @@ def build_app(explorer: Explorer) -> Starlette:
         return _json({"metadata": out})
 
     async def home(request: Request) -> Response:
-        return HTMLResponse(_home_page(ex))
+        return HTMLResponse(home_page(ex))
 
     async def audit(request: Request) -> Response:
-        return HTMLResponse(_audit_page(ex, request.query_params.get("rule")))
+        return HTMLResponse(audit_page(ex, request.query_params.get("rule"),
+                                       request.query_params.get("shard")))
 
     return Starlette(routes=[
         Route("/", home), Route("/audit", audit),
@@ -334,97 +389,6 @@ def _clip_metadata(row: dict) -> dict:
 def _clip_result(row: dict) -> dict:
     """One result as clip-retrieval's back returns it: id, similarity to the query, metadata."""
     return {**_clip_metadata(row), "id": row["row"], "similarity": row["score"]}
-
-
-# -- pages -----------------------------------------------------------------------------------
-
-STYLE = """
-body{font-family:sans-serif;margin:1em;background:#fafafa}
-.banner{background:#fff3cd;border:1px solid #e0c060;padding:.5em;margin:.5em 0}
-.grid{display:flex;flex-wrap:wrap;gap:8px}
-.cell{width:170px;background:#fff;border:1px solid #ddd;padding:4px;font-size:12px;cursor:pointer}
-.cell img{width:160px;height:120px;object-fit:cover;background:#eee}
-.blur{filter:blur(16px)}
-#detail{white-space:pre-wrap;font-family:monospace;font-size:12px;background:#fff;
- border:1px solid #ccc;padding:.5em;max-height:40em;overflow:auto}
-table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}
-"""
-
-
-def _banner(ex: Explorer) -> str:
-    text = f"Model: {html.escape(ex.model_label())}."
-    if ex.untrained:
-        text += (" These embeddings come from an <b>untrained CLIP model</b> (seeded random "
-                 "weights, the offline demo): search results are <b>not meaningful</b>.")
-    return f'<div class="banner" id="model">{text}</div>'
-
-
-def _home_page(ex: Explorer) -> str:
-    title = f"{html.escape(ex.name)} v{ex.version}"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}: explorer</title>
-<style>{STYLE}</style></head><body>
-<h1>{title} <small>({ex.release.rows} rows)</small></h1>
-<p><a href="/audit">Audit: exclusions by rule</a></p>
-{_banner(ex)}
-<form id="search"><input name="q" id="q" size="50" placeholder="search by text">
-<label><input type="checkbox" id="safe" checked> safe mode (hide punsafe &gt;
-{ex.punsafe_threshold})</label> <button>Search</button></form>
-<div class="grid" id="grid"></div>
-<h3>Detail</h3><div id="detail">click a result for its provenance</div>
-<script>
-const grid=document.getElementById('grid'), detail=document.getElementById('detail');
-document.getElementById('search').onsubmit=async e=>{{
-  e.preventDefault();
-  const q=document.getElementById('q').value, safe=document.getElementById('safe').checked;
-  const r=await fetch('/api/search?q='+encodeURIComponent(q)+'&safe='+(safe?1:0));
-  const body=await r.json(); grid.innerHTML='';
-  for(const row of body.results){{
-    const d=document.createElement('div'); d.className='cell result';
-    const img=document.createElement('img');
-    img.src='/image/'+row.shard.replace('/','~')+'/'+row.key; img.alt='';
-    const t=document.createElement('div');
-    t.textContent=row.TEXT+' | sim '+row.score.toFixed(3)+' | punsafe '+row.punsafe+
-      ' | '+row.WIDTH+'x'+row.HEIGHT;
-    d.append(img,t);
-    d.onclick=async()=>{{const p=await fetch('/api/trace?hash='+row.hash);
-      detail.textContent=JSON.stringify(await p.json(),null,1);}};
-    grid.append(d);
-  }}
-}};
-</script></body></html>"""
-
-
-def _audit_page(ex: Explorer, only: str | None) -> str:
-    grouped = ex.exclusions_by_rule()
-    counts = ex.rule_counts()
-    rows = "".join(f'<tr><td><a href="/audit?rule={html.escape(r)}">{html.escape(r)}</a></td>'
-                   f"<td>{n}</td></tr>" for r, n in counts.most_common())
-    sections = []
-    for rule, items in sorted(grouped.items()):
-        if only and rule != only:
-            continue
-        if rule in NEVER_SHOWN_RULES:
-            sections.append(f'<h2 id="rule-{rule}">{rule} ({counts[rule]})</h2><p>Matched '
-                            "by a hash list: never shown, and not served.</p>")
-            continue
-        cells = []
-        for e in items:
-            cls = "blur" if rule in BLURRED_RULES else ""
-            src = f"/image/{e['shard'].replace('/', '~')}/{e['key']}"
-            cells.append(
-                f'<div class="cell excluded" data-rule="{html.escape(rule)}">'
-                f'<img class="{cls}" src="{html.escape(src)}" alt="" '
-                "onclick=\"this.classList.remove('blur')\">"
-                f"<div>{html.escape(e['text'] or '')}</div>"
-                f"<div><i>{html.escape(e['detail'] or '')}</i></div>"
-                f"<div>{html.escape(e['url'])}</div></div>")
-        sections.append(f'<h2 id="rule-{rule}">{html.escape(rule)} ({counts[rule]})</h2>'
-                        f'<div class="grid">{"".join(cells)}</div>')
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>{html.escape(ex.name)} v{ex.version}: audit</title><style>{STYLE}</style></head><body>
-<h1>Exclusions in the source shards of {html.escape(ex.name)} v{ex.version}</h1>
-<p><a href="/">search</a>. Images excluded for NSFW are blurred until clicked.</p>
-<table><tr><th>rule</th><th>pairs</th></tr>{rows}</table>{"".join(sections)}</body></html>"""
 
 
 def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 8765) -> None:

@@ -19,6 +19,9 @@ def add_explore_command(sub) -> None:
     p.add_argument("--operator-token", default=None,
                    help=f"enables removal requests from the page (or {TOKEN_ENV}); without "
                    "it the explorer is read-only")
+    p.add_argument("--dagster-url", default=None,
+                   help="the Dagster UI (e.g. http://127.0.0.1:3000): the detail panel links "
+                   "run ids to it")
     p.add_argument("--build-index", action="store_true",
                    help="build the version's kNN index first when none is committed")
     p.set_defaults(handler=_explore)
@@ -38,7 +41,8 @@ def _explore(args: argparse.Namespace) -> int:
     if args.build_index and read_index_manifest(store, name, version) is None:
         build_index(store, name, version)
     token = args.operator_token or os.environ.get(TOKEN_ENV) or None
-    explorer = Explorer(store, name, version, operator_token=token)
+    explorer = Explorer(store, name, version, operator_token=token,
+                        dagster_url=(args.dagster_url or "").rstrip("/") or None)
     print(f"explorer: {name} v{version} at http://{args.host}:{args.port}/ "
           f"({'operator token set' if token else 'read-only'})", flush=True)
     serve(explorer, args.host, args.port)

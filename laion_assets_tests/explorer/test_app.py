@@ -1,5 +1,5 @@
-"""The explorer's HTTP API on a real release: the sample drop through safety, release v1 and
-its kNN index, served by Starlette's TestClient."""
+"""The explorer's HTTP API on a real release (conftest's `sample_release`: the sample drop
+through safety, release v1 and its kNN index), served by Starlette's TestClient."""
 
 import json
 import os
@@ -13,27 +13,14 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from laion_assets.defs.headless import cut_release
 from laion_assets.explorer.app import Explorer, build_app, parse_release
-from laion_assets.pipeline.release.knn import build_index
 from laion_assets.pipeline.safety.takedowns import read_ledger
-from laion_assets_tests import chains
-from laion_assets_tests.chains import materialize_sample_shards
-
-NAME = "laion-assets"
-TOKEN = "s3cret-operator"
-
-instance = chains.module_instance
+from laion_assets_tests.explorer.conftest import NAME, TOKEN
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, sample_drop_template, instance):
-    defs = materialize_sample_shards(tmp_path_factory.mktemp("explorer"), sample_drop_template,
-                                     instance, files=1)
-    assert cut_release(defs, instance, {"name": NAME})[0]
-    store = defs.resources["dataset_store"].store()
-    build_index(store, NAME, 1)
-    return store
+def store(sample_release):
+    return sample_release.store
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +165,40 @@ def test_the_explore_command_serves_the_release(store):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_more_like_this_searches_by_the_rows_image_embedding(client, explorer):
+    for row in range(len(explorer.index)):  # each row's own embedding finds it first
+        found = client.get("/api/search", params={"like": row, "safe": "0", "k": 3}).json()
+        assert found["results"][0]["row"] == row
+        assert found["results"][0]["score"] == pytest.approx(1, abs=1e-3)
+    bad = client.get("/api/search", params={"like": len(explorer.index)})
+    assert bad.status_code == 400 and "not in the index" in bad.json()["error"]
+
+
+def test_filters_narrow_the_results(client, explorer):
+    everything = client.get("/api/search", params={"like": 0, "safe": "0", "k": 200}).json()
+    languages = {r["LANGUAGE"] for r in everything["results"]}
+    assert {"en", "de"} <= languages
+    german = client.get("/api/search", params={"like": 0, "safe": "0", "k": 200,
+                                               "language": "de"}).json()["results"]
+    assert german and {r["LANGUAGE"] for r in german} == {"de"}
+    assert len(german) == sum(r["LANGUAGE"] == "de" for r in everything["results"])
+    bound = sorted(r["punsafe"] for r in everything["results"])[len(everything["results"]) // 2]
+    low = client.get("/api/search", params={"like": 0, "safe": "0", "k": 200,
+                                            "max_punsafe": bound}).json()["results"]
+    assert low and all(r["punsafe"] <= bound for r in low)
+    assert len(low) == sum(r["punsafe"] <= bound for r in everything["results"])
+    bad = client.get("/api/search", params={"like": 0, "max_pwatermark": "high"})
+    assert bad.status_code == 400 and "max_pwatermark='high'" in bad.json()["error"]
+
+
+def test_the_text_tower_is_the_releases_model(explorer):
+    """A caption encoded by the explorer is the release's text embedding of that row: queries
+    land in the index's embedding space (the model identity the page shows)."""
+    folder = explorer.release.folder
+    text = np.load(explorer.store.path(f"{folder}/text_emb/part-00000.npy")).astype(np.float32)
+    for row in (0, len(explorer.index) - 1):
+        query = explorer.encode_text(explorer.row(row)["TEXT"])
+        cosine = query @ text[row] / (np.linalg.norm(query) * np.linalg.norm(text[row]))
+        assert cosine > 0.999

@@ -151,6 +151,12 @@ class KnnIndex:
     def __len__(self) -> int:
         return int(self.manifest["rows"])
 
+    def vector(self, row: int) -> np.ndarray:
+        """The stored (float16) image embedding of release row `row` ("more like this")."""
+        if self.index is None or not 0 <= row < len(self):
+            raise IndexError(f"row {row} is not in the index ({len(self)} rows)")
+        return np.asarray(self.index.get(row), dtype=np.float32)
+
     def search(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
         """The `k` nearest rows to one vector (cosine), best first."""
         if self.index is None or k <= 0:

@@ -83,3 +83,13 @@ def test_a_version_without_an_index_says_so(release):
     store = release[0]
     with pytest.raises(StoreError, match="no kNN index built"):
         load_index(store, NAME, 2)
+
+
+def test_a_rows_stored_vector_is_its_embedding(release):
+    """`vector(row)` ("more like this") gives back the row's float16 embedding."""
+    store, _, vectors, _ = release
+    index = load_index(store, NAME, 1)
+    for row in (0, 1999):
+        assert np.array_equal(index.vector(row), vectors[row].astype(np.float32))
+    with pytest.raises(IndexError, match="row 2000 is not in the index"):
+        index.vector(2000)

@@ -1,21 +1,18 @@
 """Image candidates of an HTML page: every `<img>` the HTML parser sees, with its alt text.
 
-Rules (see docs/extraction.md): the page is parsed as a browser with scripting off would
-(lexbor; a page of over `LEXBOR_MAX_TAGS` tags is read by the streaming tokenizer in
-`html_tokens.py` instead, which gives the same attributes in time linear in the page's
-bytes, where lexbor's tree builder is quadratic in nesting depth), so `<img>` inside
-`<noscript>` counts, while `<img>` in comments, scripts and `<template>` does not. The
-image URL of an `<img>` is, in this order, its first lazy-loading attribute, its `src`, or
-the widest candidate of its `srcset`-like attributes.
+Rules (see docs/extraction.md): the page is read as a browser with scripting off would, by
+the streaming tokenizer of `html_tokens.py` (compiled, or its pure-Python twin: the same
+output), which gives lexbor's `<img>` attributes and `<base href>` on every real page in
+time linear in the page's bytes (a tree builder such as lexbor is quadratic in nesting
+depth), so `<img>` inside `<noscript>` counts, while `<img>` in comments, scripts and
+`<template>` does not. The image URL of an `<img>` is, in this order, its first
+lazy-loading attribute, its `src`, or the widest candidate of its `srcset`-like attributes.
 `<picture><source>` is not used: its `<img>` is the fallback every browser can show.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-
-from selectolax.lexbor import LexborHTMLParser
 
 from laion_assets.pipeline.formats.html_tokens import scan
 from laion_assets.pipeline.formats.urls import UrlRejected, resolve
@@ -25,16 +22,6 @@ SRCSET_ATTRIBUTES = ("srcset", "data-srcset", "data-lazy-srcset")
 IMAGE_ATTRIBUTES = frozenset(
     ("alt", "src", "width", "height", *LAZY_ATTRIBUTES, *SRCSET_ATTRIBUTES)
 )
-# lexbor's tree builder is quadratic in nesting depth (~0.07 s at 5,000 levels, ~30 s at
-# 50,000) and in the distinct attributes of one element (~0.9 s at 20,000, which need
-# ~80 KB): a page over LEXBOR_MAX_BYTES or with over LEXBOR_MAX_TAGS "<" goes to the linear
-# tokenizer instead (~10 % of real pages; same rows, ~1.5x lexbor's time). Counting "<"
-# costs ~1 ns a byte, so pages too short to hold that many tags are not counted.
-LEXBOR_MAX_BYTES = 80 << 10
-LEXBOR_MAX_TAGS = 5_000
-_UNCOUNTED_BYTES = 3 * LEXBOR_MAX_TAGS  # "<a>" is the shortest tag
-_BASE_TEXT = re.compile("<base", re.IGNORECASE | re.ASCII)  # a third of lexbor's css_first
-_BASE_BYTES = re.compile(b"<base", re.IGNORECASE)
 _ASCII_WHITESPACE = " \t\n\r\x0c"
 _SRCSET_SEPARATORS = _ASCII_WHITESPACE + ","
 
@@ -87,29 +74,8 @@ def iter_image_candidates(html: str | bytes, page_url: str) -> Iterator[ImageCan
 
 
 def image_attributes(html: str | bytes, page_url: str) -> tuple[str, list[dict]]:
-    """(base URL, the attributes of every `<img>` in document order): the extraction hot path
-    reads these directly; `iter_image_candidates` wraps them."""
-    if not lexbor_is_bounded(html):
-        return streamed_image_attributes(html, page_url)
-    tree = LexborHTMLParser(html)
-    images = [node.attributes for node in tree.css("img")]
-    has_base = (_BASE_BYTES if isinstance(html, bytes) else _BASE_TEXT).search(html)
-    return (_base_url(tree, page_url) if has_base else page_url), images
-
-
-def lexbor_is_bounded(html: str | bytes) -> bool:
-    """Whether lexbor parses this page in bounded time (see `LEXBOR_MAX_TAGS`)."""
-    size = len(html)
-    if size <= _UNCOUNTED_BYTES:
-        return True
-    return size <= LEXBOR_MAX_BYTES and html.count(
-        b"<" if isinstance(html, bytes) else "<"
-    ) <= LEXBOR_MAX_TAGS
-
-
-def streamed_image_attributes(html: str | bytes, page_url: str) -> tuple[str, list[dict]]:
-    """`image_attributes` by the streaming tokenizer: the same base URL and, of each `<img>`,
-    the attributes in `IMAGE_ATTRIBUTES` (the only ones extraction reads)."""
+    """(base URL, the attributes in `IMAGE_ATTRIBUTES` of every `<img>` in document order):
+    the extraction hot path reads these directly; `iter_image_candidates` wraps them."""
     href, images = scan(html, IMAGE_ATTRIBUTES)
     return _resolved_base(href, page_url), images
 
@@ -182,11 +148,6 @@ def _srcset_candidates(srcset: str) -> Iterator[tuple[str, str]]:
         comma = end if comma < 0 else comma
         yield url, srcset[pos:comma]
         pos = comma + 1
-
-
-def _base_url(tree: LexborHTMLParser, page_url: str) -> str:
-    base = tree.css_first("base[href]")
-    return _resolved_base(base.attributes.get("href") if base is not None else None, page_url)
 
 
 def _resolved_base(href: str | None, page_url: str) -> str:

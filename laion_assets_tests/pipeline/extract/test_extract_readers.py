@@ -1,5 +1,6 @@
-"""Which HTML reader a page goes to (lexbor, or the streaming tokenizer for pages lexbor
-cannot parse in bounded time) never changes a shard's rows or counts."""
+"""Which build of the streaming tokenizer reads the pages (the compiled scanner, or its
+pure-Python fallback where the extension is not built) never changes a shard's rows or
+counts, and a hostile page in a shard is read in linear time."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from laion_assets.pipeline.extract.stage import extract_shard
-from laion_assets.pipeline.formats import html
+from laion_assets.pipeline.formats import html_tokens
 from laion_assets_tests.conftest import SHARED_WARCS
 from laion_assets_tests.pipeline.formats.test_warc import gz, http_block, warc_record
 
@@ -33,14 +34,12 @@ def shard_files(sample_drop_template) -> list[str]:
     return [str(p) for p in warcs + sorted(sample_drop_template.rglob("*.warc.gz"))]
 
 
-def test_every_page_through_the_tokenizer_gives_the_same_shard(shard_files, monkeypatch):
-    by_lexbor = run(shard_files)
-    assert len(by_lexbor[0]) > 300
-    monkeypatch.setattr(html, "LEXBOR_MAX_BYTES", 0)
-    monkeypatch.setattr(html, "_UNCOUNTED_BYTES", -1)
-    assert not html.lexbor_is_bounded("<p>")
-    by_tokenizer = run(shard_files)
-    assert by_tokenizer == by_lexbor
+def test_compiled_and_python_scanners_give_the_same_shard(shard_files, monkeypatch):
+    assert html_tokens._compiled is not None, "the _html_scan extension is not built"
+    compiled = run(shard_files)
+    assert len(compiled[0]) > 300 and compiled[1]["candidates"] > 2500
+    monkeypatch.setattr(html_tokens, "_compiled", None)
+    assert run(shard_files) == compiled
 
 
 def test_a_hostile_page_in_a_shard_is_read_in_linear_time(tmp_path):

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from laion_assets.cli_progress import CommandProgress, ShardRunProgress
 from laion_assets.explorer.cli import add_explore_command
 from laion_assets.provenance_cli import add_provenance_command
 
@@ -72,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dedup-by-sha256", action="store_true",
                    help="keep one row per image sha256")
     p.add_argument("--notes", default="", help="a line for the changelog")
+    p.add_argument("--export-images", type=Path, metavar="DIR",
+                   help="publish nothing: write a committed version's stored images to DIR "
+                   "(new or empty) in img2dataset's webdataset layout")
+    p.add_argument("--version", type=int, help="with --export-images: the version to export "
+                   "(default: the latest)")
+    p.add_argument("--samples-per-tar", type=int, default=10_000,
+                   help="samples per exported tar file")
     p.set_defaults(handler=_release)
 
     p = sub.add_parser("takedown", help="the takedown ledger: add entries, list them")
@@ -154,7 +162,8 @@ def _demo(args: argparse.Namespace) -> int:
     line = release_line(store, "laion-assets", [r.shard for r in runs])
     if line is None:
         code = _release(argparse.Namespace(name="laion-assets", crawl=[], shard=[],
-                                           dedup_by_sha256=False, notes="first version (demo)"))
+                                           dedup_by_sha256=False, notes="first version (demo)",
+                                           export_images=None, version=None))
         if code:
             return code
     else:
@@ -166,6 +175,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
+    if args.export_images is not None:
+        return _export_images(args)
+    if args.version is not None:
+        raise ValueError("--version names the version to export: use it with --export-images")
     _ensure_dagster_home()
     from dagster import DagsterInstance
 
@@ -175,7 +188,8 @@ def _release(args: argparse.Namespace) -> int:
 
     config = {"name": args.name, "crawls": args.crawl, "shards": args.shard,
               "dedup_by_sha256": args.dedup_by_sha256, "notes": args.notes}
-    with DagsterInstance.get() as instance, _dagster_log():
+    with (DagsterInstance.get() as instance, _dagster_log(),
+          CommandProgress(f"publishing {args.name}")):
         ok, run_id = cut_release(defs, instance, config)
     if not ok:
         print(f"release {args.name}: FAILED (run {run_id[:8]})", file=sys.stderr)
@@ -187,6 +201,31 @@ def _release(args: argparse.Namespace) -> int:
     for line in manifest.changelog:
         print(f"  {line}")
     print(f"  {store.uri(manifest.folder)}")
+    return 0
+
+
+def _export_images(args: argparse.Namespace) -> int:
+    from laion_assets.pipeline.release.export import export_images
+    from laion_assets.pipeline.release.publish import latest_release, read_release
+
+    mixed = [o for o, on in (("--crawl", args.crawl), ("--shard", args.shard), ("--notes",
+             args.notes), ("--dedup-by-sha256", args.dedup_by_sha256)) if on]
+    if mixed:
+        raise ValueError(f"--export-images exports a committed version and publishes nothing: "
+                         f"leave out {', '.join(mixed)} (publish first, then export)")
+    store = _store()
+    release = (latest_release(store, args.name) if args.version is None
+               else read_release(store, args.name, args.version))
+    with CommandProgress(f"exporting {args.name} v{release.version}", total=release.rows,
+                         unit="rows") as progress:
+        result = export_images(store, release, args.export_images,
+                               samples_per_tar=args.samples_per_tar, progress=progress.advance)
+    print(f"{args.export_images}: {result.exported} of {release.rows} rows of {args.name} "
+          f"v{release.version} in {len(result.tars)} tar files (img2dataset's webdataset "
+          "layout, with _stats.json per tar)")
+    for status, n in sorted(result.status.items()):
+        if status != "success":
+            print(f"  not exported, {status}: {n}")
     return 0
 
 
@@ -253,7 +292,8 @@ def _run_drop(drop: str) -> list:
     drop = drop if "://" in drop else str(Path(drop).absolute())
     with DagsterInstance.get() as instance, _dagster_log() as log_path:
         print(f"Dagster's run logs: {log_path}")
-        runs = materialize_drop(drop, defs, instance)
+        with ShardRunProgress() as progress:
+            runs = materialize_drop(drop, defs, instance, log=progress)
     print_summary(defs, [r.shard for r in runs])
     return runs
 
@@ -307,10 +347,12 @@ def _extract(args: argparse.Namespace) -> int:
     from laion_assets.pipeline.extract.stage import ExtractConfig, extract_shard
 
     config = ExtractConfig(min_alt_chars=args.min_alt_chars)
-    with atomic_local_file(args.out) as sink:
+    with (CommandProgress("extracting", total=len(args.warcs), unit="WARC files") as progress,
+          atomic_local_file(args.out) as sink):
         result = extract_shard(
             args.warcs, sink, open_file=lambda uri: fsspec.open(uri, "rb").open(),
             crawl=args.crawl, shard=f"{args.crawl}/00000", config=config,
+            log=lambda _: progress.advance(),
         )
     stats = result.stats
     print(f"{args.out}: {result.rows} pairs from {stats.counts['html_pages']} pages")

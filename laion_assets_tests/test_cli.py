@@ -1,7 +1,10 @@
 import argparse
+import io
 import os
+import pty
 import subprocess
 import sys
+import threading
 from importlib.metadata import version
 from pathlib import Path
 
@@ -9,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from laion_assets.cli import _parser, main
+from laion_assets.cli_progress import ShardRunProgress
 from laion_assets.pipeline.extract.pairs import EXTRACTED_PAIRS_SCHEMA
 from laion_assets.settings import project_root
 from laion_assets_tests.conftest import SHARED_WARCS
@@ -21,7 +25,73 @@ def test_extract_writes_the_same_columns(tmp_path, capsys):
     table = pq.read_table(out, use_threads=False, pre_buffer=False)
     assert table.schema.names == EXTRACTED_PAIRS_SCHEMA.names
     assert table.num_rows == 17
-    assert "17 pairs from 1 pages" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{out}: 17 pairs from 1 pages")
+    assert "\x1b" not in printed and "extracting" not in printed  # no bar: not a terminal
+
+
+def _drain(master: int) -> bytes:
+    """Everything written to a pseudo-terminal until its last writer closes it."""
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return b"".join(chunks)
+
+
+def on_terminal(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run the CLI with its stdout on a pseudo-terminal; what the terminal received."""
+    master, slave = pty.openpty()
+    with subprocess.Popen([sys.executable, "-m", "laion_assets.cli", *args], stdout=slave,
+                          stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "TERM": "xterm", "COLUMNS": "160",
+                               **(env or {})}) as child:
+        os.close(slave)
+        received = _drain(master)
+        assert child.wait(timeout=120) == 0, received.decode(errors="replace")
+    return received.decode(errors="replace")
+
+
+def test_extract_shows_progress_on_a_terminal(tmp_path):
+    out = tmp_path / "pairs.parquet"
+    seen = on_terminal("extract", str(SHARED_WARCS / "wikipedia-2012-homepage.warc.gz"),
+                       "--out", str(out))
+    assert "\x1b[" in seen  # a live display
+    assert "extracting" in seen and "1/1" in seen and "WARC files" in seen
+    assert f"{out}: 17 pairs from 1 pages" in seen
+
+
+SHARD_LINES = ["CC-X: 2 shards (2 newly registered)", "  CC-X/00000  warc_shards              done",
+               "  CC-X/00000  ok (run 1a2b3c4d)", "  CC-X/00001  warc_shards              done",
+               "  CC-X/00001  FAILED (run 5e6f7a8b)"]
+
+
+def test_materialize_progress_prints_only_the_lines_when_not_on_a_terminal():
+    stream = io.StringIO()
+    with ShardRunProgress(stream) as progress:
+        for text in SHARD_LINES:
+            progress(text)
+    assert stream.getvalue() == "".join(f"{t}\n" for t in SHARD_LINES)
+
+
+def test_materialize_progress_counts_shards_on_a_terminal():
+    master, slave = pty.openpty()
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(_drain(master)))
+    reader.start()
+    with os.fdopen(slave, "w") as terminal, ShardRunProgress(terminal) as progress:
+        for text in SHARD_LINES:
+            progress(text)
+    reader.join(timeout=30)
+    seen = received[0].decode(errors="replace")
+    assert "materializing" in seen and "2/2" in seen and "shards" in seen
+    assert all(text.strip() in seen for text in SHARD_LINES)
 
 
 def test_extract_failure_names_the_file_and_writes_nothing(tmp_path, capsys):

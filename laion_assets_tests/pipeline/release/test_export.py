@@ -9,6 +9,7 @@ from collections import defaultdict
 import pyarrow.parquet as pq
 import pytest
 
+from laion_assets.cli import main
 from laion_assets.defs.headless import cut_release
 from laion_assets.pipeline.core.manifests import (
     DownloadedImagesManifest,
@@ -21,6 +22,7 @@ from laion_assets.pipeline.release.publish import latest_release
 from laion_assets.pipeline.safety.takedowns import append, new_takedown
 from laion_assets_tests import chains
 from laion_assets_tests.chains import materialize_sample_shards
+from laion_assets_tests.test_cli import on_terminal
 
 NAME = "laion-assets"
 SHARD = "CC-MAIN-SAMPLE/00000"
@@ -145,3 +147,32 @@ def test_image_extensions_by_magic_number():
     assert image_extension(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "webp"
     with pytest.raises(ExportError, match="unknown format"):
         image_extension(b"<svg")
+
+
+def test_the_cli_exports_a_version_once_and_refuses_the_folder_again(released, tmp_path,
+                                                                     monkeypatch, capsys):
+    store, _ = released
+    release, rows = _release_rows(store)
+    monkeypatch.setenv("LAION_ASSETS_STORE", store.path(""))
+    out = tmp_path / "images"
+    assert main(["release", "--export-images", str(out), "--version", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{out}: {len(rows)} of {len(rows)} rows of {NAME} v1 in 1 tar")
+    assert "\x1b" not in printed  # no progress bar when not on a terminal
+    assert sorted(p.name for p in out.iterdir()) == ["00000.tar", "00000_stats.json"]
+    assert main(["release", "--export-images", str(out)]) == 2
+    assert f"{out}: exists and is not an empty folder" in capsys.readouterr().err
+    assert main(["release", "--export-images", str(tmp_path / "x"), "--crawl", "CC"]) == 2
+    assert "publishes nothing: leave out --crawl" in capsys.readouterr().err
+    assert main(["release", "--version", "1"]) == 2
+    assert "use it with --export-images" in capsys.readouterr().err
+
+
+def test_the_cli_export_shows_progress_on_a_terminal(released, tmp_path):
+    store, _ = released
+    release, rows = _release_rows(store)
+    out = tmp_path / "images"
+    seen = on_terminal("release", "--export-images", str(out),
+                       env={"LAION_ASSETS_STORE": store.path("")})
+    assert f"exporting {NAME} v1" in seen and f"{len(rows)}/{len(rows)}" in seen
+    assert f"{out}: {len(rows)} of {len(rows)} rows" in seen

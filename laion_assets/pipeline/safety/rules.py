@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from laion_assets.pipeline.download.withhold import HASH_LISTED
 from laion_assets.pipeline.formats.urls import domain_of
 from laion_assets.pipeline.safety.hashlists import load_exact, load_pdq
 from laion_assets.pipeline.safety.lists import EXACT_KINDS, SafetyLists, matching_domain
@@ -102,6 +103,8 @@ class RuleContext:
     lists: SafetyLists
     ledger: list[Takedown]
     scores: ModelScores
+    # top_fraction mode: the shard's cutoff when the candidates are one batch of it
+    similarity_cutoff: float | None = None
 
 
 Rule = Callable[[RuleContext], list[Hits]]
@@ -129,6 +132,8 @@ def fetch_rule(ctx: RuleContext) -> list[Hits]:
     c = ctx.candidates
     failed, robots, unscored = Hits("not_fetched"), Hits("opt_out_x_robots_tag"), Hits("not_scored")
     for i, status in enumerate(c.fetch_status):
+        if status != "ok" and c.fetch_reason[i] == HASH_LISTED:
+            continue  # bytes withheld at download: the hash_list rule's
         if status != "ok":
             reason = c.fetch_reason[i] or "no_fetch_result"
             target = robots if reason == "x_robots_tag" else failed
@@ -149,6 +154,10 @@ def hash_list_rule(ctx: RuleContext) -> list[Hits]:
             for i in np.flatnonzero(matcher.matches(digests)):
                 hits.add(int(i), f"{kind} in {name}", digests[i])
     _pdq_hits(ctx, [(name, index) for name, index in ctx.lists.pdq], hits, "in")
+    listed = set(hits.index)
+    for i, reason in enumerate(c.fetch_reason):  # withheld at download, list changed since
+        if reason == HASH_LISTED and c.fetch_status[i] != "ok" and i not in listed:
+            hits.add(i, c.fetch_detail[i], c.md5[i])
     return [hits]
 
 
@@ -239,7 +248,9 @@ def similarity_rule(ctx: RuleContext) -> list[Hits]:
             if c.similarity[i] < threshold:
                 hits.add(int(i), f"< {threshold:.3f} ({c.language[i]})", f"{c.similarity[i]:.4f}")
     elif quality.similarity_mode == "top_fraction" and len(scored):
-        cutoff = float(np.quantile(c.similarity[scored], 1.0 - quality.top_fraction))
+        cutoff = ctx.similarity_cutoff
+        if cutoff is None:
+            cutoff = float(np.quantile(c.similarity[scored], 1.0 - quality.top_fraction))
         for i in scored:
             if c.similarity[i] < cutoff:
                 hits.add(int(i), f"below the top {quality.top_fraction:.0%} (cutoff {cutoff:.4f})",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pyarrow.parquet as pq
+
 from laion_assets.pipeline.core.fingerprint import fingerprint
 from laion_assets.pipeline.core.manifests import (
     SAFETY_FILES,
@@ -20,9 +22,10 @@ from laion_assets.pipeline.formats.embeddings import read_embeddings
 from laion_assets.pipeline.safety.lists import SafetyLists
 from laion_assets.pipeline.safety.policy import SafetyPolicy
 from laion_assets.pipeline.safety.rules import Hits
-from laion_assets.pipeline.safety.stage import SafetyModels, ShardInputs, filter_shard
+from laion_assets.pipeline.safety.shard_inputs import BATCH_ROWS, ShardInputs
+from laion_assets.pipeline.safety.stage import SafetyModels, filter_shard
 from laion_assets.pipeline.safety.takedowns import Takedown, ledger_version
-from laion_assets.pipeline.safety.verify import listed_pairs
+from laion_assets.pipeline.safety.verify import listed_pairs_in
 
 
 class ListedPairLeak(RuntimeError):
@@ -31,10 +34,13 @@ class ListedPairLeak(RuntimeError):
 
 def run(store: DatasetStore, shard: str, *, policy: SafetyPolicy, lists: SafetyLists,
         ledger: list[Takedown], models: SafetyModels, model_identity: dict, run_id: str = "",
-        log: Callable[[str], None] = print) -> SafetyFilteredPairsManifest:
+        log: Callable[[str], None] = print,
+        batch_rows: int = BATCH_ROWS) -> SafetyFilteredPairsManifest:
     """Filter the shard's candidates, re-check the written pairs against the lists, commit.
 
     `model_identity` is the configured CLIP model's; the shard must have been scored with it.
+    Candidates are read, filtered and written `batch_rows` at a time: memory stays flat in
+    the shard's size (the cross-batch state is fixed-width numbers, see `shard_inputs`).
     """
     pairs = require_current(store, ExtractedPairsManifest, shard)
     images = require_current(store, DownloadedImagesManifest, shard)
@@ -42,13 +48,25 @@ def run(store: DatasetStore, shard: str, *, policy: SafetyPolicy, lists: SafetyL
     if model_identity != scored.model:
         raise StoreError(f"shard {shard} was scored with {scored.model}, but the configured "
                          f"CLIP model is {model_identity}: re-score it first")
-    inputs = ShardInputs(
-        pairs=store.read_parquet(pairs.file), results=store.read_parquet(images.results_file),
-        embeddings=read_embeddings(lambda name: store.open(scored.path(name))),
-        open_tar=lambda name: store.open(images.path(name)))
-    log(f"shard {shard}: {inputs.pairs.num_rows} candidates; lists {lists.sizes()}; "
-        f"{len(ledger)} takedowns")
-    models = models.with_heads(model_identity, policy)  # LAION's heads that fit the model
+    with store.open(pairs.file) as pairs_file, store.open(images.results_file) as results:
+        inputs = ShardInputs(
+            pairs=pq.ParquetFile(pairs_file), results=pq.ParquetFile(results),
+            embeddings=read_embeddings(lambda name: store.open(scored.path(name))),
+            open_tar=lambda name: store.open(images.path(name)), batch_rows=batch_rows)
+        log(f"shard {shard}: {inputs.pairs.metadata.num_rows} candidates; lists "
+            f"{lists.sizes()}; {len(ledger)} takedowns")
+        return _filter(store, shard, inputs, policy=policy, lists=lists, ledger=ledger,
+                       models=models.with_heads(model_identity, policy),
+                       versions=(scored, images, pairs), run_id=run_id, log=log)
+
+
+def _filter(store: DatasetStore, shard: str, inputs: ShardInputs, *, policy: SafetyPolicy,
+            lists: SafetyLists, ledger: list[Takedown], models: SafetyModels,
+            versions: tuple[ClipScoredPairsManifest, DownloadedImagesManifest,
+                            ExtractedPairsManifest],
+            run_id: str, log: Callable[[str], None]) -> SafetyFilteredPairsManifest:
+    """Write the stage's files, re-check the passing pairs against the lists, commit."""
+    scored, images, pairs = versions
     version = fingerprint(scored.data_version, images.data_version, pairs.data_version,
                           policy.to_dict(), lists.version, ledger_version(ledger),
                           models.identity())
@@ -61,7 +79,8 @@ def run(store: DatasetStore, shard: str, *, policy: SafetyPolicy, lists: SafetyL
             lists_version=lists.version, ledger_version=ledger_version(ledger),
             model=scored.model, safety_models=models.identity(), data_version=version,
             files={name: output.file(name) for name in SAFETY_FILES}, run_id=run_id)
-        leaks = listed_pairs(store.read_parquet(written.pairs_file), lists, ledger, policy)
+        with store.open(written.pairs_file) as written_pairs:
+            leaks = listed_pairs_in(pq.ParquetFile(written_pairs), lists, ledger, policy)
         if leaks:  # never commit a listed pair (the rules make this impossible; re-checked)
             raise ListedPairLeak(f"shard {shard}: written pairs match {describe_leaks(leaks)}")
         manifest = commit(output, written)

@@ -12,13 +12,15 @@ scored and no rule excludes it; otherwise each rule that hit it is a row of
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from laion_assets.pipeline.core.manifests import EXCLUSIONS_FILE, PAIRS_FILE, SCORES_FILE
@@ -36,6 +38,12 @@ from laion_assets.pipeline.safety.rules import (
     RuleContext,
     evaluate,
 )
+from laion_assets.pipeline.safety.shard_inputs import (
+    FETCH_COLUMNS,
+    EmbeddingRows,
+    FetchResults,
+    ShardInputs,
+)
 from laion_assets.pipeline.safety.takedowns import Takedown
 from laion_assets.pipeline.safety.watermark import WatermarkModel
 from laion_assets.pipeline.scoring.heads import ClipHeads
@@ -43,8 +51,6 @@ from laion_assets.pipeline.scoring.stage import histogram
 
 PROBABILITY_BINS = np.linspace(0.0, 1.0, 11)
 AESTHETIC_BINS = np.linspace(0.0, 10.0, 11)  # LAION-Aesthetics scores are about 1..10
-FETCH_COLUMNS = ("url_key", "status", "reason", "detail", "source", "fetched_at", "bytes",
-                 "width", "height", "sha256", "md5", "sha1", "pdq", "pdq_quality", "tar")
 SAFE_PAIRS_SCHEMA = pa.schema([
     pa.field("pair_id", pa.int64(), nullable=False), ("url", pa.string()),
     ("language", pa.string()), ("crawl", pa.string()), ("shard", pa.string()),
@@ -104,14 +110,6 @@ class SafetyModels:
 
 
 @dataclass
-class ShardInputs:
-    pairs: pa.Table  # extracted_pairs, every column
-    results: pa.Table  # fetch results
-    embeddings: Embeddings  # clip_scored_pairs
-    open_tar: Callable[[str], BinaryIO]  # a downloaded_images tar by name
-
-
-@dataclass
 class SafetySummary:
     candidates: int
     passed: int
@@ -122,27 +120,98 @@ class SafetySummary:
 
 def filter_shard(inputs: ShardInputs, policy: SafetyPolicy, lists: SafetyLists,
                  ledger: list[Takedown], models: SafetyModels, output: Folder) -> SafetySummary:
-    """Apply every rule to a shard and write the files listed in the module docstring."""
-    candidates, rows, tars = build_candidates(inputs)
-    scores = model_scores(candidates, rows, inputs.embeddings.image, policy, models,
-                          lambda: _images(tars, candidates, inputs.open_tar))
-    decisions = evaluate(RuleContext(candidates, policy, lists, ledger, scores))
-    _write_pairs(inputs.pairs, candidates, decisions, scores, inputs.results, output)
-    _write_embeddings(inputs.embeddings, rows, candidates, decisions, output)
-    _write_exclusions(candidates, decisions, output)
-    _write_scores(candidates, decisions, scores, output)
-    return SafetySummary(
-        candidates=len(candidates), passed=int(decisions.passed.sum()),
-        counts=decisions.counts(), redacted=int(decisions.redacted.sum()),
-        histograms={"similarity": histogram(candidates.similarity),
-                    "punsafe": histogram(scores.punsafe, PROBABILITY_BINS),
-                    "pwatermark": histogram(scores.pwatermark, PROBABILITY_BINS),
-                    **_head_histograms(scores)})
+    """Apply every rule to a shard, `inputs.batch_rows` candidates at a time, and write the
+    files listed in the module docstring (the same rows whatever the batch size)."""
+    fetch, embedded = FetchResults.open(inputs.results), EmbeddingRows.of(inputs.embeddings)
+    similarity = _shard_similarities(inputs, embedded)
+    cutoff = _top_fraction_cutoff(similarity, policy)
+    models = replace(models, encode_texts=_remembered(models.encode_texts))
+    totals = ShardTotals()
+    with _Writers(output) as writers:
+        for batch in inputs.batches():
+            candidates, rows, tars, fetched = build_candidates(batch, fetch, embedded)
+            scores = model_scores(candidates, rows, inputs.embeddings.image, policy, models,
+                                  partial(_images, tars, candidates, inputs.open_tar))
+            decisions = evaluate(RuleContext(candidates, policy, lists, ledger, scores,
+                                             similarity_cutoff=cutoff))
+            writers.write(batch, fetched, candidates, decisions, scores)
+            totals.add(candidates, rows, decisions, scores)
+    _write_embeddings(inputs.embeddings, totals, output)
+    return totals.summary(similarity)
 
 
-def _head_histograms(scores: ModelScores) -> dict[str, list[tuple[float, float, int]]]:
-    """Histograms of the LAION head scores that were computed."""
-    out = {}
+def _shard_similarities(inputs: ShardInputs, embedded: EmbeddingRows) -> np.ndarray:
+    """The finite CLIP similarities of the shard's candidates (float32, 4 bytes a pair)."""
+    parts = [embedded.similarities(embedded.rows(ids)) for ids in inputs.pair_ids()]
+    values = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return values[np.isfinite(values)]
+
+
+def _top_fraction_cutoff(similarity: np.ndarray, policy: SafetyPolicy) -> float | None:
+    """The shard's similarity cutoff for `top_fraction` mode (None: other modes, or none)."""
+    quality = policy.quality
+    if quality.similarity_mode != "top_fraction" or not len(similarity):
+        return None
+    return float(np.quantile(similarity, 1.0 - quality.top_fraction))
+
+
+def _remembered(encode: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]], np.ndarray]:
+    """`encode` run once per list of prompts (every batch asks for the same concepts)."""
+    seen: dict[tuple[str, ...], np.ndarray] = {}
+
+    def encode_once(prompts: list[str]) -> np.ndarray:
+        key = tuple(prompts)
+        if key not in seen:
+            seen[key] = encode(prompts)
+        return seen[key]
+    return encode_once
+
+
+@dataclass
+class ShardTotals:
+    """What the summary and the embeddings need from every batch: counts, histogram counts,
+    and the passing pairs' ids, embedding rows and similarities (20 bytes a passing pair)."""
+
+    candidates: int = 0
+    redacted: int = 0
+    per_rule: dict[str, int] = field(default_factory=dict)  # in the order the rules run
+    histograms: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)
+    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def add(self, candidates: Candidates, rows: np.ndarray, decisions: Decisions,
+            scores: ModelScores) -> None:
+        self.candidates += len(candidates)
+        self.redacted += int(decisions.redacted.sum())
+        for hits in decisions.hits:
+            self.per_rule[hits.rule] = self.per_rule.get(hits.rule, 0) + len(set(hits.index))
+        for name, counts in _fixed_histograms(scores).items():
+            self.histograms[name] = _add_counts(self.histograms.get(name), counts)
+        keep = np.flatnonzero(decisions.passed)
+        self.kept.append((candidates.pair_id[keep], rows[keep], candidates.similarity[keep]))
+
+    @property
+    def passed(self) -> int:
+        return sum(len(ids) for ids, _, _ in self.kept)
+
+    def summary(self, similarity: np.ndarray) -> SafetySummary:
+        counts = Counter({rule: n for rule, n in self.per_rule.items() if n})
+        return SafetySummary(
+            candidates=self.candidates, passed=self.passed, counts=dict(counts.most_common()),
+            redacted=self.redacted,
+            histograms={"similarity": histogram(similarity), **self.histograms})
+
+    def kept_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pair ids, embedding rows and similarities of the passing pairs, in shard order."""
+        ids, rows, sims = zip(*self.kept, strict=True) if self.kept else ((), (), ())
+        return (np.concatenate([np.zeros(0, np.int64), *ids]),
+                np.concatenate([np.zeros(0, np.int64), *rows]),
+                np.concatenate([np.zeros(0, np.float32), *sims]))
+
+
+def _fixed_histograms(scores: ModelScores) -> dict[str, list[tuple[float, float, int]]]:
+    """The histograms on fixed bins (they add up across batches), in the summary's order."""
+    out = {"punsafe": histogram(scores.punsafe, PROBABILITY_BINS),
+           "pwatermark": histogram(scores.pwatermark, PROBABILITY_BINS)}
     if scores.aesthetic is not None:
         out["aesthetic"] = histogram(scores.aesthetic, AESTHETIC_BINS)
     if scores.pviolence is not None:
@@ -150,41 +219,41 @@ def _head_histograms(scores: ModelScores) -> dict[str, list[tuple[float, float, 
     return out
 
 
+def _add_counts(total: list[tuple[float, float, int]] | None,
+                counts: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+    if total is None:
+        return counts
+    return [(lo, hi, n + m) for (lo, hi, n), (_, _, m) in zip(total, counts, strict=True)]
+
+
 # -- candidates ------------------------------------------------------------------------------
 
 
-def build_candidates(inputs: ShardInputs) -> tuple[Candidates, np.ndarray, list[str | None]]:
-    """Candidates, each one's row in the embeddings (-1: not scored) and its image's tar."""
-    pairs, results = inputs.pairs, inputs.results
-    n = pairs.num_rows
-    urls = pairs.column("url").to_pylist()
-    by_key = {k: i for i, k in enumerate(results.column("url_key").to_pylist())}
-    fetch = np.array([by_key.get(url_key(u), -1) for u in urls], np.int64)
-    column = {name: _gather(results, name, fetch) for name in FETCH_COLUMNS}
-    ids = inputs.embeddings.ids.column("pair_id").to_numpy()
-    sims = inputs.embeddings.ids.column("similarity").to_numpy(zero_copy_only=False)
-    row_of = {int(p): i for i, p in enumerate(ids)}
-    pair_ids = pairs.column("pair_id").to_numpy()
-    rows = np.array([row_of.get(int(p), -1) for p in pair_ids], np.int64)
-    similarity = np.full(n, np.nan, np.float32)
-    similarity[rows >= 0] = sims[rows[rows >= 0]]
+def build_candidates(batch: pa.Table, fetch: FetchResults, embedded: EmbeddingRows
+                     ) -> tuple[Candidates, np.ndarray, list[str | None], pa.Table]:
+    """A batch's candidates, each one's embedding row (-1: not scored), its image's tar and
+    its fetch result (a row of `fetch`'s columns, null where it has none)."""
+    urls = batch.column("url").to_pylist()
+    fetched = fetch.gather(fetch.rows(urls))
+    column = {name: _column(fetched, name) for name in FETCH_COLUMNS}
+    pair_ids = batch.column("pair_id").to_numpy()
+    rows = embedded.rows(pair_ids)
     candidates = Candidates(
-        pair_id=pair_ids, url=urls, text=pairs.column("text").to_pylist(),
-        language=pairs.column("language").to_pylist(),
+        pair_id=pair_ids, url=urls, text=batch.column("text").to_pylist(),
+        language=batch.column("language").to_pylist(),
         fetch_status=column["status"], fetch_reason=column["reason"],
         fetch_detail=column["detail"], width=_ints(column["width"]),
         height=_ints(column["height"]), bytes=_ints(column["bytes"]),
         sha256=column["sha256"], md5=column["md5"], sha1=column["sha1"], pdq=column["pdq"],
-        pdq_quality=_ints(column["pdq_quality"]), similarity=similarity)
-    return candidates, rows, column["tar"]
+        pdq_quality=_ints(column["pdq_quality"]), similarity=embedded.similarities(rows))
+    return candidates, rows, column["tar"], fetched
 
 
-def _gather(table: pa.Table, name: str, index: np.ndarray) -> list:
-    """`table[name][index]` as a list, None where index is -1 or the column is missing."""
-    if name not in table.column_names:  # results written before the column existed
-        return [None] * len(index)
-    values = table.column(name).to_pylist()
-    return [values[i] if i >= 0 else None for i in index]
+def _column(table: pa.Table, name: str) -> list:
+    """A column as a list; all None when missing (results written before it existed)."""
+    if name not in table.column_names:
+        return [None] * table.num_rows
+    return table.column(name).to_pylist()
 
 
 def _ints(values: list) -> np.ndarray:
@@ -289,15 +358,38 @@ def _images(tars: list[str | None], candidates: Candidates,
 
 # -- outputs -----------------------------------------------------------------------------------
 
+class _Writers:
+    """pairs.parquet, exclusions.parquet and scores.parquet, written a batch at a time."""
 
-def _write_pairs(pairs: pa.Table, candidates: Candidates, decisions: Decisions,
-                 scores: ModelScores, results: pa.Table, output: Folder) -> None:
+    def __init__(self, output: Folder) -> None:
+        self.output, self.stack = output, ExitStack()
+
+    def __enter__(self) -> _Writers:
+        def writer(name: str, schema: pa.Schema) -> pq.ParquetWriter:
+            sink = self.stack.enter_context(self.output.open(name, "wb"))
+            return self.stack.enter_context(pq.ParquetWriter(sink, schema, compression="zstd"))
+
+        self.pairs = writer(PAIRS_FILE, SAFE_PAIRS_SCHEMA)
+        self.exclusions = writer(EXCLUSIONS_FILE, EXCLUSIONS_SCHEMA)
+        self.scores = writer(SCORES_FILE, SCORES_SCHEMA)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stack.__exit__(*exc)
+
+    def write(self, batch: pa.Table, fetched: pa.Table, candidates: Candidates,
+              decisions: Decisions, scores: ModelScores) -> None:
+        self.pairs.write_table(_passing_pairs(batch, fetched, candidates, decisions, scores))
+        self.exclusions.write_table(_exclusions(candidates, decisions))
+        self.scores.write_table(_scores(candidates, decisions, scores))
+
+
+def _passing_pairs(batch: pa.Table, fetched: pa.Table, candidates: Candidates,
+                   decisions: Decisions, scores: ModelScores) -> pa.Table:
     keep = np.flatnonzero(decisions.passed)
-    base = pairs.select(["pair_id", "url", "language", *PROVENANCE_COLUMNS]).take(keep)
-    keys = [url_key(candidates.url[i]) for i in keep]
-    fetch = pc.index_in(pa.array(keys, pa.string()), results.column("url_key"))
-    fetched = results.take(fetch)
-    table = base.append_column("text", pa.array([decisions.text[i] for i in keep], pa.string()))
+    table = batch.select(["pair_id", "url", "language", *PROVENANCE_COLUMNS]).take(keep)
+    fetched = fetched.take(keep)
+    table = table.append_column("text", pa.array([decisions.text[i] for i in keep], pa.string()))
     table = table.append_column("text_redacted", pa.array(decisions.redacted[keep]))
     for name in ("width", "height", "bytes", "sha256", "md5", "sha1", "pdq", "pdq_quality",
                  "source", "fetched_at"):
@@ -308,18 +400,19 @@ def _write_pairs(pairs: pa.Table, candidates: Candidates, decisions: Decisions,
               ("pwatermark", scores.pwatermark), *_head_columns(scores, len(candidates))]
     for name, values in scored:
         table = table.append_column(name, pa.array(values[keep], pa.float32()))
-    _write_parquet(table.cast(SAFE_PAIRS_SCHEMA), output, PAIRS_FILE)
+    return table.cast(SAFE_PAIRS_SCHEMA)
 
 
-def _write_embeddings(embeddings: Embeddings, rows: np.ndarray, candidates: Candidates,
-                      decisions: Decisions, output: Folder, chunk: int = 65_536) -> None:
-    keep = np.flatnonzero(decisions.passed)
+def _write_embeddings(embeddings: Embeddings, totals: ShardTotals, output: Folder,
+                      chunk: int = 65_536) -> None:
+    """The passing pairs' embeddings, in the order of pairs.parquet."""
+    pair_ids, rows, similarity = totals.kept_columns()
     dim = embeddings.image.shape[1]
-    with EmbeddingWriter(output, len(keep), dim) as writer:
-        for start in range(0, len(keep), chunk):
-            part = keep[start:start + chunk]
-            writer.write(_Rows(candidates.pair_id[part], embeddings.image[rows[part]],
-                               embeddings.text[rows[part]], candidates.similarity[part]))
+    with EmbeddingWriter(output, len(pair_ids), dim) as writer:
+        for start in range(0, len(pair_ids), chunk):
+            part = slice(start, start + chunk)
+            writer.write(_Rows(pair_ids[part], embeddings.image[rows[part]],
+                               embeddings.text[rows[part]], similarity[part]))
 
 
 @dataclass
@@ -330,29 +423,27 @@ class _Rows:
     similarity: np.ndarray
 
 
-def _write_exclusions(candidates: Candidates, decisions: Decisions, output: Folder) -> None:
+def _exclusions(candidates: Candidates, decisions: Decisions) -> pa.Table:
+    """One row per rule that hit a pair: a batch's rows, rule by rule."""
     pair_ids, rules, details, values = [], [], [], []
     for hits in decisions.hits:
         pair_ids.extend(int(candidates.pair_id[i]) for i in hits.index)
         rules.extend([hits.rule] * len(hits.index))
         details.extend(hits.detail)
         values.extend(hits.value)
-    table = pa.table([pair_ids, rules, details, values], schema=EXCLUSIONS_SCHEMA)
-    _write_parquet(table, output, EXCLUSIONS_FILE)
+    return pa.table([pair_ids, rules, details, values], schema=EXCLUSIONS_SCHEMA)
 
 
-def _write_scores(candidates: Candidates, decisions: Decisions, scores: ModelScores,
-                  output: Folder) -> None:
+def _scores(candidates: Candidates, decisions: Decisions, scores: ModelScores) -> pa.Table:
     rules: list[list[str]] = [[] for _ in range(len(candidates))]
     for hits in decisions.hits:
         for i in hits.index:
             if hits.rule not in rules[i]:
                 rules[i].append(hits.rule)
     heads = [values for _, values in _head_columns(scores, len(candidates))]
-    table = pa.table([candidates.pair_id, decisions.passed, candidates.similarity,
-                      scores.punsafe, scores.pwatermark, *heads, [",".join(r) for r in rules]],
-                     schema=SCORES_SCHEMA)
-    _write_parquet(table, output, SCORES_FILE)
+    return pa.table([candidates.pair_id, decisions.passed, candidates.similarity,
+                     scores.punsafe, scores.pwatermark, *heads, [",".join(r) for r in rules]],
+                    schema=SCORES_SCHEMA)
 
 
 def _head_columns(scores: ModelScores, n: int) -> list[tuple[str, np.ndarray]]:
@@ -360,8 +451,3 @@ def _head_columns(scores: ModelScores, n: int) -> list[tuple[str, np.ndarray]]:
     missing = np.full(n, np.nan, np.float32)
     return [("aesthetic", missing if scores.aesthetic is None else scores.aesthetic),
             ("pviolence", missing if scores.pviolence is None else scores.pviolence)]
-
-
-def _write_parquet(table: pa.Table, output: Folder, name: str) -> None:
-    with output.open(name, "wb") as sink:
-        pq.write_table(table, sink, compression="zstd")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from laion_assets.pipeline.safety.lists import SafetyLists
 from laion_assets.pipeline.safety.policy import SafetyPolicy
@@ -48,3 +49,19 @@ def listed_pairs(pairs: pa.Table, lists: SafetyLists, ledger: list[Takedown],
     rules = (hash_list_rule, url_list_rule, opt_out_rule, takedown_rule)
     hits = [h for rule in rules for h in rule(context)]
     return [h for h in hits if h.index]
+
+
+def listed_pairs_in(file: pq.ParquetFile, lists: SafetyLists, ledger: list[Takedown],
+                    policy: SafetyPolicy, batch_rows: int = 131_072) -> list[Hits]:
+    """`listed_pairs` over a parquet file of pairs, a batch at a time (index: the file's row)."""
+    merged: dict[str, Hits] = {}
+    columns = [c for c in COLUMNS if c in file.schema_arrow.names]
+    start = 0
+    for batch in file.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
+        for hits in listed_pairs(pa.Table.from_batches([batch]), lists, ledger, policy):
+            into = merged.setdefault(hits.rule, Hits(hits.rule))
+            into.index.extend(start + i for i in hits.index)
+            into.detail.extend(hits.detail)
+            into.value.extend(hits.value)
+        start += batch.num_rows
+    return list(merged.values())

@@ -4,6 +4,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 from dagster import AssetCheckKey, AssetKey, AssetSelection, materialize
@@ -16,10 +17,14 @@ from laion_assets.defs.assets.safety_filtered_pairs import (
 )
 from laion_assets.defs.headless import materialize_drop
 from laion_assets.defs.resources import SafetyPolicyResource
+from laion_assets.pipeline.core.manifests import SafetyFilteredPairsManifest, require_current
 from laion_assets.pipeline.download.images import pdq_bits_to_hex, pdq_hex_to_bits, process_image
 from laion_assets.pipeline.formats.embeddings import read_embeddings
+from laion_assets.pipeline.safety import run as safety_stage
+from laion_assets.pipeline.safety.lists import load_lists
 from laion_assets.pipeline.safety.nsfw_head import NsfwHead, nsfw_head
-from laion_assets.pipeline.safety.takedowns import append, new_takedown
+from laion_assets.pipeline.safety.stage import SafetyModels
+from laion_assets.pipeline.safety.takedowns import append, new_takedown, read_ledger
 from laion_assets.pipeline.safety.weights import load_model_file
 from laion_assets.sample.drop import ImageSpec, Page, render_image, write_sample_drop
 from laion_assets.settings import Settings
@@ -216,6 +221,57 @@ def test_the_ui_shows_counts_histograms_and_thresholds(planted, instance):
     check = instance.event_log_storage.get_asset_check_execution_history(
         AssetCheckKey(AssetKey(STAGE), "no_listed_pair_passes"), limit=1)
     assert check and check[0].evaluation.passed
+
+
+def test_small_batches_write_what_one_batch_writes(planted):
+    """The stage run 4 candidates at a time writes the rows, reasons and counts that the
+    asset's run (one batch) wrote; the counts add up across batches."""
+    defs, store = planted
+    one = require_current(store, SafetyFilteredPairsManifest, SHARD)
+    scorer = defs.resources["clip_model"].scorer()
+    policy = SafetyPolicyResource(**POLICY)
+    batched = safety_stage.run(
+        store, SHARD, policy=policy.policy(), lists=load_lists(store), ledger=read_ledger(store),
+        models=SafetyModels(scorer.encode_texts), model_identity=scorer.identity.to_dict(),
+        log=lambda _: None, batch_rows=4)
+    batched = require_current(store, SafetyFilteredPairsManifest, SHARD)  # as JSON holds it
+    assert batched.attempt != one.attempt and batched.candidates > 5 * 4  # many batches
+    for name in ("rows", "candidates", "redacted", "histograms", "data_version"):
+        assert getattr(batched, name) == getattr(one, name), name
+    assert list(batched.excluded_by_rule.items()) == list(one.excluded_by_rule.items())
+    for manifest in (one, batched):
+        exclusions = store.read_parquet(manifest.exclusions_file).to_pylist()
+        per_rule: dict[str, set[int]] = {}
+        for row in exclusions:
+            per_rule.setdefault(row["rule"], set()).add(row["pair_id"])
+        assert {r: len(ids) for r, ids in per_rule.items()} == manifest.excluded_by_rule
+        scores = store.read_parquet(manifest.files["scores.parquet"])
+        assert scores.num_rows == manifest.candidates
+        assert sum(scores.column("passed").to_pylist()) == manifest.rows
+    for name in ("pairs.parquet", "scores.parquet"):
+        _same_table(store.read_parquet(batched.files[name]), store.read_parquet(one.files[name]))
+    assert _sorted_rows(store, batched.exclusions_file) == _sorted_rows(store, one.exclusions_file)
+    a, b = (read_embeddings(lambda n, m=m: store.open(f"{m.folder}/{n}")) for m in (one, batched))
+    assert a.ids.equals(b.ids)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.text, b.text)
+
+
+def _same_table(got, expected) -> None:
+    """Equal tables; model scores equal to float32 rounding (a matrix product over another
+    number of rows may round its last bit differently)."""
+    assert got.schema == expected.schema
+    for name in expected.column_names:
+        a, b = got.column(name), expected.column(name)
+        if pa.types.is_floating(a.type):
+            np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-5, atol=1e-6,
+                                       err_msg=name)  # NaN (not scored) equals NaN
+        else:
+            assert a.to_pylist() == b.to_pylist(), name
+
+
+def _sorted_rows(store, file: str) -> list[tuple]:
+    return sorted(tuple(r.values()) for r in store.read_parquet(file).to_pylist())
 
 
 def test_listed_items_never_pass_even_with_every_switch_off(planted, instance):

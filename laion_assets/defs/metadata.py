@@ -49,6 +49,18 @@ def histogram_table(histogram: list, label: str) -> MetadataValue:
          for lo, hi, n in histogram], schema=schema)
 
 
+def counts_table_value(counts: dict[str, int], label: str, what: str = "pairs",
+                       largest_first: bool = True) -> MetadataValue:
+    """Counts by `label` (rule, reason, stage) as a Dagster table, largest first unless told
+    (a funnel keeps its order); `what` names the counted items."""
+    schema = TableSchema(columns=[
+        TableColumn(label, "string", description=f"the {label}"),
+        TableColumn(what, "int", description=f"{what} counted under the {label}")])
+    rows = sorted(counts.items(), key=lambda item: -item[1]) if largest_first else counts.items()
+    return MetadataValue.table([TableRecord({label: name, what: int(n)}) for name, n in rows],
+                               schema=schema)
+
+
 def column_schema(schema: pa.Schema, descriptions: dict[str, str] | None = None) -> TableSchema:
     """A Dagster column schema (shown on the asset page) from a pyarrow schema, each column
     described (`descriptions` over the shared COLUMN_DESCRIPTIONS)."""

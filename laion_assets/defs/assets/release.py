@@ -15,7 +15,7 @@ from dagster import (
 from pydantic import Field
 
 from laion_assets.defs.assets.safety_filtered_pairs import safety_filtered_pairs
-from laion_assets.defs.metadata import column_schema, counts_table
+from laion_assets.defs.metadata import column_schema, counts_table, counts_table_value
 from laion_assets.defs.resources import DatasetStoreResource, SafetyPolicyResource
 from laion_assets.pipeline.core.manifests import FUNNEL, ReleaseManifest
 from laion_assets.pipeline.release.publish import (
@@ -108,8 +108,13 @@ def release_metadata(store, manifest: ReleaseManifest) -> dict:
         "parent": manifest.parent or 0,
         "dagster/row_count": manifest.rows,
         "counts": MetadataValue.md("| stage | rows |\n|---|---:|\n" + funnel),
+        "funnel": counts_table_value({k: manifest.counts.get(k, 0) for k in FUNNEL}, "stage",
+                                     "items", largest_first=False),
         "removed_by_reason": MetadataValue.md(counts_table(manifest.removed_by_reason, "reason")),
+        "removed_by_reason_table": counts_table_value(manifest.removed_by_reason, "reason",
+                                                      "rows"),
         "withheld_at_publish": MetadataValue.md(counts_table(manifest.withheld, "reason")),
+        "withheld_at_publish_table": counts_table_value(manifest.withheld, "reason", "rows"),
         "changelog": MetadataValue.md("\n".join(f"- {c}" for c in manifest.changelog)),
         "coverage": MetadataValue.json(manifest.coverage),
         "source_shards": len(manifest.source_shards),

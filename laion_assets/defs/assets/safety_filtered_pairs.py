@@ -15,7 +15,12 @@ from dagster import (
 
 from laion_assets.defs.assets.clip_scored_pairs import clip_scored_pairs
 from laion_assets.defs.assets.shard_asset import ShardRun, shard_asset
-from laion_assets.defs.metadata import counts_table, histogram_md, histogram_table
+from laion_assets.defs.metadata import (
+    counts_table,
+    counts_table_value,
+    histogram_md,
+    histogram_table,
+)
 from laion_assets.defs.partitions import shard_partitions
 from laion_assets.defs.resources import (
     ClipModelResource,
@@ -68,19 +73,27 @@ def _metadata(manifest: SafetyFilteredPairsManifest) -> dict:
         "dagster/row_count": manifest.rows,
         "candidates": manifest.candidates,
         "excluded_by_rule": MetadataValue.md(counts_table(manifest.excluded_by_rule, "rule")),
+        "excluded_by_rule_table": counts_table_value(manifest.excluded_by_rule, "rule"),
         "similarity_histogram": MetadataValue.md(
             histogram_md(histograms["similarity"], "cosine")),
         "similarity_bins": histogram_table(histograms["similarity"], "cosine similarity"),
-        "punsafe_histogram": MetadataValue.md(
-            histogram_md(histograms["punsafe"], "punsafe", ".1f")),
-        "pwatermark_histogram": MetadataValue.md(
-            histogram_md(histograms["pwatermark"], "pwatermark", ".1f")),
-        **{f"{name}_histogram": MetadataValue.md(histogram_md(histograms[name], name, ".1f"))
-           for name in ("aesthetic", "pviolence") if name in histograms},  # LAION's heads
+        **_score_histograms(histograms),
         "lists": MetadataValue.json(manifest.lists),
         "redacted_captions": manifest.redacted,
         "safety_models": MetadataValue.json(manifest.safety_models),
     }
+
+
+def _score_histograms(histograms: dict[str, list]) -> dict:
+    """punsafe, pwatermark (and LAION's aesthetic and pviolence heads where they ran): a bar
+    chart and a table of bins each."""
+    out = {}
+    for name in ("punsafe", "pwatermark", "aesthetic", "pviolence"):
+        if name in histograms:
+            out[f"{name}_histogram"] = MetadataValue.md(
+                histogram_md(histograms[name], name, ".1f"))
+            out[f"{name}_bins"] = histogram_table(histograms[name], name)
+    return out
 
 
 def _no_listed_pair_passes(context: AssetCheckExecutionContext,

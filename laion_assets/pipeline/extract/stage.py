@@ -171,7 +171,8 @@ class PairExtractor:
                 dropped[_alt_reason(alt, config)] += 1
                 continue
             url, source, reason = choose_url(attrs, base_url)
-            if reason is None:
+            width = height = None
+            if reason is None and ("width" in attrs or "height" in attrs):
                 width, height = dimension(attrs, "width"), dimension(attrs, "height")
                 if pixels and _is_pixel(width, height):
                     reason = "tracking_pixel"

@@ -62,7 +62,14 @@ static int starts_ci(const Text *t, Py_ssize_t p, const char *word) {
 /* The id of an interesting tag name (ASCII case-insensitive), N_NONE for any other. */
 static int name_id(const Text *t, Py_ssize_t a, Py_ssize_t b) {
     char buf[16];
-    if (b - a > 14) return N_NONE;
+    if (b - a > 14 || b - a < 2) return N_NONE;
+    switch (lower(t->s[a])) {  /* the first letters of NAMES: most tags fail here */
+    case 'a': case 'b': case 'd': case 'f': case 'i': case 'm': case 'n': case 'p': case 's':
+    case 't': case 'x':
+        break;
+    default:
+        return N_NONE;
+    }
     for (Py_ssize_t i = a; i < b; i++) buf[i - a] = (char)lower(t->s[i]);
     buf[b - a] = 0;
     for (int id = 1; id < N_COUNT; id++)  /* by length: a name may hold NUL */
@@ -181,6 +188,8 @@ static Py_ssize_t script_end(const Text *t, Py_ssize_t p) {
         } else if (c == '-') {
             if (p + 2 < n && s[p + 1] == '-' && s[p + 2] == '>') { state = DATA; p += 3; }
             else p++;
+        } else if (state == DATA) {  /* "-->" changes nothing here: on to the next "<" */
+            p = next_lt(t, p);
         } else {
             Py_ssize_t q = p;
             while (q < n && s[q] != '<' && s[q] != '-') q++;

@@ -19,8 +19,9 @@ input (median and range reported), in the same run; rates are HTML pages (HTTP-2
 shared, wall time is printed beside it):
 
 1. laion_assets: `extract_shard` on the whole file, parquet to a temp file (the full stage:
-   WARC reading, HTTP, charset, `<img>` attributes, URL resolution and normalisation,
-   language id, dedup spill, parquet).
+   WARC reading, HTTP, charset, `<img>` attributes by the compiled tokenizer, URL resolution
+   and normalisation, language id, dedup spill, parquet); and the same with the
+   pure-Python tokenizer (the fallback where the extension is not built).
 2. fastwarc + selectolax/lexbor: the same `<img>` + alt rules (alt whitespace collapsed,
    5 to 2,000 characters; the URL from the first lazy-loading attribute or `src`, resolved
    with ada-url), (url, alt) kept in a list; no language id, dedup or output file.
@@ -139,9 +140,16 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _run_laion(path: str, profile: bool, uncached_language: bool) -> dict:
+def _run_laion(path: str, profile: bool, uncached_language: bool,
+               python_scanner: bool = False) -> dict:
     from laion_assets.pipeline.extract import stage as extract_mod
     from laion_assets.pipeline.extract.stage import extract_shard
+    from laion_assets.pipeline.formats import html_tokens
+
+    if python_scanner:  # the fallback where the _html_scan extension is not built
+        html_tokens._compiled = None
+    elif html_tokens._compiled is None:
+        raise SystemExit("the _html_scan extension is not built (uv sync builds it)")
 
     if uncached_language:  # every alt text goes through fastText (no memo of repeated texts)
         extract_mod.LanguageIdentifier.identify = extract_mod.LanguageIdentifier._identify
@@ -261,10 +269,8 @@ def _run_baseline(path: str, parser: str, budget: float) -> dict:
 
 def _run_stages(path: str, repeats: int = 3) -> dict:
     """Cumulative passes over the file, each adding one step of the laion_assets stage."""
-    from selectolax.lexbor import LexborHTMLParser
-
     from laion_assets.pipeline.extract.stage import ExtractConfig, PairExtractor, extract_shard
-    from laion_assets.pipeline.formats.html import iter_image_candidates
+    from laion_assets.pipeline.formats.html import image_attributes, iter_image_candidates
     from laion_assets.pipeline.formats.warc import WarcSkip, iter_warc
 
     config = ExtractConfig()
@@ -287,15 +293,14 @@ def _run_stages(path: str, repeats: int = 3) -> dict:
         for _ in pages():
             pass
 
-    def lexbor_imgs():
+    def scanned():
         for page in pages():
-            for node in LexborHTMLParser(page.html).css("img"):
-                node.attributes  # noqa: B018 - the attribute dict is part of the cost
+            image_attributes(page.html, page.url)
 
     def candidates():
         for page in pages():
-            for _ in iter_image_candidates(page.html, page.url):
-                pass
+            for candidate in iter_image_candidates(page.html, page.url):
+                candidate.url  # noqa: B018 - resolved on first use: the cost of this step
 
     def rows():
         extractor = PairExtractor(config, "bench", "00000")
@@ -317,7 +322,7 @@ def _run_stages(path: str, repeats: int = 3) -> dict:
     steps = [
         ("WARC read + gunzip (iter_warc)", read_only),
         ("+ HTTP parse, charset decode, page URL (_page)", to_pages),
-        ("+ lexbor parse, css('img'), attributes", lexbor_imgs),
+        ("+ <img> attributes and base (html_tokens.scan, compiled)", scanned),
         ("+ candidate URL choice/resolve/normalise (iter_image_candidates)", candidates),
         ("+ alt rules, language id, pair_id, stats (iter_rows)", rows),
         ("+ record batches, dedup spill, parquet (extract_shard)", full),
@@ -337,6 +342,8 @@ def child_main(args: argparse.Namespace) -> None:
     pin_to_cpu(args.cpu)
     if args.child == "laion":
         result = _run_laion(args.file, args.profile, args.uncached_language)
+    elif args.child == "laion-python":
+        result = _run_laion(args.file, False, False, python_scanner=True)
     elif args.child == "fastwarc":
         result = _run_fastwarc(args.file)
     elif args.child == "warcio-lexbor":
@@ -401,6 +408,7 @@ def run_child(kind: str, path: Path, args: argparse.Namespace, *extra: str) -> d
 
 CONTENDERS = (
     ("laion_assets extract_shard", "laion"),
+    ("laion_assets, Python tokenizer", "laion-python"),
     ("fastwarc + selectolax/lexbor", "fastwarc"),
     ("warcio + lexbor", "warcio-lexbor"),
 )

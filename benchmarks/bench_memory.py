@@ -2,7 +2,7 @@
 """Peak memory of the release's part writer and of the safety rules, by size.
 
     .venv/bin/python benchmarks/bench_memory.py publish --rows 1000000 3000000 [--dim 512]
-    .venv/bin/python benchmarks/bench_memory.py safety --rows 250000 500000 1000000
+    .venv/bin/python benchmarks/bench_memory.py safety --rows 1000000 3000000 [--module OLD.py]
     .venv/bin/python benchmarks/bench_memory.py publish --rows 1000000 --module OLD.py
 
 Every size runs in its own child process; the figure is the child's peak RSS (VmHWM, imports
@@ -15,10 +15,12 @@ included, see measure.py).
   over the written parts) as `publish_release` writes them. `--module` loads `publish.py`
   from another file (e.g. an older commit's, from `git show REV:laion_assets/pipeline/
   release/publish.py`) to compare.
-- `safety`: N synthetic candidates (bench_safety's generator: captions, URLs, hashes, half
-  fetched; its lists) through `rules.evaluate` with every rule on: the safety stage holds a
-  shard's candidates and decisions in memory, so this shows its memory per candidate
-  (`peak_before_mb`: the process with the lists loaded, before the candidates).
+- `safety`: the safety stage (`stage.filter_shard` and its run's re-check of the written
+  pairs) on a synthetic shard of N candidates at its real input shape, built once per size
+  (safety_shard.py: extracted pairs, fetch results with half fetched, CLIP ids and float16
+  embeddings; bench_safety's lists; every rule on). `--module` runs another `stage.py`
+  beside the package's on the same shard (e.g. the batch-less one, from `git show
+  1474334^:laion_assets/pipeline/safety/stage.py`); `check` must match between them.
 
 The disk holds a release while it is measured (N x dim x 4 bytes of embeddings, plus the
 parquet): 3 M rows at dim 512 need ~7 GB under $TMPDIR.
@@ -153,6 +155,10 @@ def main() -> None:
         result = (child_publish(rows, args.dim, args.module) if args.what == "publish"
                   else child_safety(rows))
         print(json.dumps(result))
+        return
+    if args.what == "safety":  # the stage on a synthetic shard, see safety_shard.py
+        from safety_shard import sizes
+        sizes(args.rows, args.dim, args.module)
         return
     for rows in args.rows:
         command = [sys.executable, __file__, args.what, "--child", "--rows", str(rows),

@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -67,10 +68,11 @@ from laion_assets.pipeline.core.manifests import (
     require_current,
 )
 from laion_assets.pipeline.core.store import DatasetStore, StoreError
-from laion_assets.pipeline.formats.embeddings import read_embeddings, write_npy_header
+from laion_assets.pipeline.formats.embeddings import IMAGE_FILE, TEXT_FILE, write_npy_header
 from laion_assets.pipeline.formats.webdataset import url_key
 from laion_assets.pipeline.release.card import dataset_card
 from laion_assets.pipeline.release.index import write_indexes
+from laion_assets.pipeline.release.seen import IMAGE_KEY, SeenKeys, image_keys
 from laion_assets.pipeline.release.subsets import SubsetRule
 from laion_assets.pipeline.safety.lists import SafetyLists, load_lists
 from laion_assets.pipeline.safety.policy import SafetyPolicy
@@ -86,6 +88,7 @@ CLAIM = "_CLAIM.json"
 CLAIM_TRIES = 100  # version numbers tried before a publish gives up
 RECHECK_TRIES = 3  # writes of one version before lists that keep changing fail it
 ROW_GROUP_ROWS = 16_384
+BATCH_ROWS = 65_536  # a shard's passing pairs (and embedding rows) read at a time
 SPOOL_CHUNK = 1 << 22  # bytes copied at a time from an embedding spool to its .npy
 RELEASE_SCHEMA = pa.schema([
     ("URL", pa.string()), ("TEXT", pa.string()), ("WIDTH", pa.int32()), ("HEIGHT", pa.int32()),
@@ -108,6 +111,7 @@ PROVENANCE_SCHEMA = pa.schema([
 CAPTION_FIELDS = [("top_caption", pa.string()), ("all_captions", pa.list_(pa.string())),
                   ("all_similarities", pa.list_(pa.float32()))]
 HASH_COLUMNS = ("sha256", "md5", "sha1", "pdq", "pdq_quality")  # what the lists match on
+NOT_IN_SOURCES = ("not_in_sources", "not among the selected shards' passing pairs")
 REMOVED_SCHEMA = pa.schema([("hash", pa.int64()), ("URL", pa.string()), ("rule", pa.string()),
                             ("reason", pa.string())])
 
@@ -347,6 +351,7 @@ class PublishContext:
     policy: SafetyPolicy
     run_id: str = ""
     log: Callable[[str], None] = print
+    batch_rows: int = BATCH_ROWS  # source rows read and matched at a time (bounds memory)
 
 
 @dataclass(frozen=True)
@@ -395,16 +400,28 @@ def _publish_claimed(store: DatasetStore, config: ReleaseConfig, ctx: PublishCon
         fresh = _lists_now(store, ctx)
         if fresh is None:
             return _commit(store, folder, manifest)
-        hits = listed_pairs(released_rows(store, manifest), fresh.lists, fresh.ledger,
-                            fresh.policy)
-        if not hits:  # nothing written matches the new entries: record them as checked
+        listed = _listed_rows(store, manifest, fresh)
+        if not listed:  # nothing written matches the new entries: record them as checked
             return _commit(store, folder, _describe(config, version, parent, written, fresh))
         ctx.log(f"v{version}: lists or ledger changed while writing and match "
-                f"{sum(len(h.index) for h in hits)} rows: writing it again")
+                f"{listed} rows: writing it again")
         ctx = fresh
         _clear(store, folder)
     raise ReleaseError(f"{store.uri(folder)}: the lists or the ledger changed while each of "
                        f"{RECHECK_TRIES} writes of this version was being written")
+
+
+def _listed_rows(store: DatasetStore, manifest: dict, ctx: PublishContext) -> int:
+    """How many written rows the lists and the ledger in `ctx` match (a part at a time,
+    `ctx.batch_rows` rows matched at a time)."""
+    listed = 0
+    for _, part in read_parts(store, manifest["folder"], manifest["parts"], HASH_COLUMNS):
+        part = part.rename_columns(["pair_id", "url", *HASH_COLUMNS])
+        for start in range(0, part.num_rows, ctx.batch_rows):
+            hits = listed_pairs(part.slice(start, ctx.batch_rows), ctx.lists, ctx.ledger,
+                                ctx.policy)
+            listed += len({i for h in hits for i in h.index})
+    return listed
 
 
 def _parent(store: DatasetStore, config: ReleaseConfig) -> int | None:
@@ -473,14 +490,11 @@ def _write_rows(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext,
                 parent: int | None) -> _Written:
     """Every file of the version but its card and manifest."""
     publisher = _Publisher(store, folder, config.rows_per_part, _schema_of(store, config))
-    withheld, subset_excluded = Counter(), Counter()
-    withheld_rows: dict[int, tuple[str, str]] = {}
-    seen_pairs: set[int] = set()
-    seen_images: set[str] = set()
+    selection = _Selection()
     if config.parent_version:
         kept = read_release(store, config.name, config.parent_version)
         sources, coverage = list(kept.source_shards), kept.coverage
-        _add_parent_rows(store, kept, publisher, ctx, seen_pairs, withheld, withheld_rows)
+        _add_parent_rows(store, kept, publisher, ctx, selection)
     else:
         shards, coverage = select_shards(store, config)
         sources = []
@@ -488,16 +502,15 @@ def _write_rows(store: DatasetStore, config: ReleaseConfig, ctx: PublishContext,
             manifests = ShardOutputs.require(store, shard)
             sources.append(_with_caption_models(store, _source_entry(shard, manifests),
                                                 manifests, config))
-            _add_shard(store, manifests, publisher, ctx, config, seen_pairs, seen_images,
-                       withheld, withheld_rows, subset_excluded)
+            _add_shard(store, manifests, publisher, ctx, config, selection)
             ctx.log(f"{shard}: {publisher.rows + publisher.pending.rows} rows so far")
     publisher.flush()
     index_files = write_indexes(read_parts(store, folder, publisher.parts, ("sha256",)),
                                 lambda rel: store.open(posixpath.join(folder, rel), "wb"))
     publisher.files.update(index_files)  # rows, bytes and sha256, as write_indexes hashed them
-    removed = _write_removed(store, config.name, parent, publisher, seen_pairs, withheld_rows,
-                             sources)
-    return _Written(publisher, sources, coverage, withheld, removed, subset_excluded)
+    removed = _write_removed(store, config.name, parent, publisher, selection, sources)
+    return _Written(publisher, sources, coverage, selection.withheld, removed,
+                    selection.subset_excluded)
 
 
 def _schema_of(store: DatasetStore, config: ReleaseConfig) -> pa.Schema:
@@ -522,8 +535,7 @@ def _describe(config: ReleaseConfig, version: int, parent: int | None, written: 
 
 
 def _add_parent_rows(store: DatasetStore, parent: ReleaseManifest, publisher: _Publisher,
-                     ctx: PublishContext, kept: set[int], withheld: Counter,
-                     withheld_rows: dict) -> None:
+                     ctx: PublishContext, selection: _Selection) -> None:
     """The parent version's rows, a row group at a time, less those the lists and the ledger
     match (memory holds one row group of a part, whatever the part's size)."""
     for part in range(parent.parts):
@@ -531,15 +543,15 @@ def _add_parent_rows(store: DatasetStore, parent: ReleaseManifest, publisher: _P
             columns = {"pair_id": data.column("hash"), "url": data.column("URL")}
             columns.update({c: provenance.column(c) for c in HASH_COLUMNS})
             blocked = _blocked(pa.table(columns), ctx)
-            ids = data.column("hash").to_pylist()
+            ids = data.column("hash").to_numpy(zero_copy_only=False).astype(np.int64)
             for i, reason in blocked.items():
-                withheld[reason[0]] += 1
-                withheld_rows[ids[i]] = reason
-            keep = [i for i in range(data.num_rows) if i not in blocked]
-            kept.update(ids[i] for i in keep)
-            if keep:
-                rows, index = pa.array(keep, pa.int64()), np.asarray(keep)
-                publisher.add(data.take(rows), provenance.take(rows), image[index], text[index])
+                selection.withheld[reason[0]] += 1
+                selection.withheld_rows[int(ids[i])] = reason
+            keep = np.setdiff1d(np.arange(data.num_rows), list(blocked))
+            selection.pairs.add(ids[keep])
+            if len(keep):
+                rows = pa.array(keep, pa.int64())
+                publisher.add(data.take(rows), provenance.take(rows), image[keep], text[keep])
 
 
 def _part_row_groups(store: DatasetStore, folder: str, part: int
@@ -575,6 +587,7 @@ class _NpyRows:
                        else np.lib.format.read_array_header_2_0)
         shape, _, dtype = read_header(handle)
         self.handle, self.dtype = handle, dtype
+        self.count = shape[0]
         self.dim = shape[1] if len(shape) > 1 else 0
 
     def take(self, rows: int) -> np.ndarray:
@@ -606,39 +619,126 @@ def _source_entry(shard: str, manifests: ShardOutputs) -> SourceShard:
         lists_version=safety.lists_version, ledger_version=safety.ledger_version)
 
 
+@dataclass
+class _Selection:
+    """What a version has taken and withheld so far, across shards (or the parent's parts):
+    pair ids and image digests as compact sorted keys (`SeenKeys`), counts by reason."""
+
+    pairs: SeenKeys = field(default_factory=lambda: SeenKeys(np.int64))
+    images: SeenKeys = field(default_factory=lambda: SeenKeys(IMAGE_KEY))
+    withheld: Counter = field(default_factory=Counter)
+    withheld_rows: dict[int, tuple[str, str]] = field(default_factory=dict)  # listed rows
+    subset_excluded: Counter = field(default_factory=Counter)
+
+
 def _add_shard(store: DatasetStore, manifests: ShardOutputs, publisher: _Publisher,
-               ctx: PublishContext, config: ReleaseConfig, seen_pairs: set[int],
-               seen_images: set[str], withheld: Counter, withheld_rows: dict,
-               subset_excluded: Counter) -> None:
+               ctx: PublishContext, config: ReleaseConfig, selection: _Selection) -> None:
+    """The shard's passing pairs that the release takes, `ctx.batch_rows` at a time (pairs
+    and embedding rows read a batch at a time: memory holds one batch, whatever the shard)."""
     safety = manifests.safe
-    pairs = store.read_parquet(safety.pairs_file)
-    outside = _outside_subset(config.subset, pairs, safety)
-    embeddings = read_embeddings(lambda n: store.open(safety.path(n)))
-    blocked = _blocked(pairs, ctx)
-    keep = []
-    ids, sha = pairs.column("pair_id").to_pylist(), pairs.column("sha256").to_pylist()
-    for i, (pid, digest) in enumerate(zip(ids, sha, strict=True)):
-        if i in blocked:
-            withheld[blocked[i][0]] += 1
-            withheld_rows[pid] = blocked[i]
-        elif outside[i] is not None:
-            subset_excluded[outside[i]] += 1
-        elif pid in seen_pairs:
-            withheld["duplicate_pair"] += 1
-        elif config.dedup_by_sha256 and digest in seen_images:
-            withheld["duplicate_image"] += 1
-        else:
-            keep.append(i)
-            seen_pairs.add(pid)
-            seen_images.add(digest)
-    if keep:
-        rows = pairs.take(pa.array(keep, pa.int64()))
-        index = np.asarray(keep)
-        data = _release_rows(rows)
-        if config.captions:
-            data = with_captions(data, _shard_captions(store, manifests, config))
-        publisher.add(data, _provenance_rows(rows, manifests),
-                      np.asarray(embeddings.image[index]), np.asarray(embeddings.text[index]))
+    if config.subset.active:
+        try:
+            config.subset.check_model(str(safety.model.get("model")), safety.shard)
+        except ValueError as exc:
+            raise ReleaseError(str(exc)) from exc
+    captions = _caption_rows(_shard_captions(store, manifests, config))
+    for pairs, image, text in _shard_batches(store, safety, ctx.batch_rows):
+        keep = _take(pairs, ctx, config, selection)
+        if len(keep):
+            rows = pairs.take(pa.array(keep, pa.int64()))
+            data = _release_rows(rows)
+            if config.captions:
+                data = _append_captions(data, captions)
+            publisher.add(data, _provenance_rows(rows, manifests), image[keep], text[keep])
+
+
+def _shard_batches(store: DatasetStore, safety: SafetyFilteredPairsManifest, batch_rows: int
+                   ) -> Iterator[tuple[pa.Table, np.ndarray, np.ndarray]]:
+    """(passing pairs, their image and text embedding rows), `batch_rows` pairs at a time."""
+    with (store.open(safety.pairs_file) as pairs_handle,
+          store.open(safety.path(IMAGE_FILE)) as image_handle,
+          store.open(safety.path(TEXT_FILE)) as text_handle):
+        pairs = pq.ParquetFile(pairs_handle, pre_buffer=False)
+        image, text = _NpyRows(image_handle), _NpyRows(text_handle)
+        expected = pairs.metadata.num_rows
+        for name, rows in ((IMAGE_FILE, image), (TEXT_FILE, text)):
+            if rows.count != expected:
+                raise ReleaseError(f"{store.uri(safety.path(name))}: {rows.count} rows, but "
+                                   f"{store.uri(safety.pairs_file)} holds {expected} pairs")
+        for batch in pairs.iter_batches(batch_size=batch_rows, use_threads=False):
+            yield pa.Table.from_batches([batch]), image.take(len(batch)), text.take(len(batch))
+
+
+def _take(pairs: pa.Table, ctx: PublishContext, config: ReleaseConfig,
+          selection: _Selection) -> np.ndarray:
+    """Rows of a batch the release takes (ascending); counts the others by reason, in row
+    order: listed (withheld), outside the subset, a pair or image taken before (withheld)."""
+    n = pairs.num_rows
+    withheld = np.full(n, None, dtype=object)
+    ids = pairs.column("pair_id").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    for i, reason in _blocked(pairs, ctx).items():
+        withheld[i] = reason[0]
+        selection.withheld_rows[int(ids[i])] = reason
+    listed = withheld != None  # noqa: E711 (elementwise)
+    outside = (config.subset.select(pairs) if config.subset.active
+               else np.full(n, None, dtype=object))
+    outside[listed] = None
+    open_ = ~listed & (outside == None)  # noqa: E711
+    images = (image_keys(pairs.column("sha256").to_pylist()) if config.dedup_by_sha256
+              else None)
+    keep, why = _first_seen(ids, images, open_, selection)
+    withheld[why != None] = why[why != None]  # noqa: E711
+    _count_in_order(selection.withheld, withheld)
+    _count_in_order(selection.subset_excluded, outside)
+    selection.pairs.add(ids[keep])
+    if images is not None:
+        selection.images.add(images[keep])
+    return keep
+
+
+def _first_seen(ids: np.ndarray, images: np.ndarray | None, open_: np.ndarray,
+                selection: _Selection) -> tuple[np.ndarray, np.ndarray]:
+    """(rows taken, per row "duplicate_pair"/"duplicate_image"/None) among the `open_`
+    rows: the first row of a pair (and, with `images`, of an image) wins, earlier batches
+    and shards first."""
+    rows = np.flatnonzero(open_)
+    taken_pair = selection.pairs.contains(ids[rows])
+    taken_image = (selection.images.contains(images[rows]) if images is not None
+                   else np.zeros(len(rows), bool))
+    why = np.full(len(ids), None, dtype=object)
+    if _repeats(ids[rows]) or (images is not None and _repeats(images[rows])):
+        # a pair or image twice within the batch: row by row
+        batch_pairs: set[int] = set()
+        batch_images: set[bytes] = set()
+        for j, i in enumerate(rows):
+            if taken_pair[j] or ids[i] in batch_pairs:
+                taken_pair[j] = True
+            elif images is not None and (taken_image[j] or images[i] in batch_images):
+                taken_image[j] = True
+            else:
+                batch_pairs.add(ids[i])
+                if images is not None:
+                    batch_images.add(images[i])
+    taken_image &= ~taken_pair
+    why[rows[taken_pair]] = "duplicate_pair"
+    why[rows[taken_image]] = "duplicate_image"
+    return rows[~taken_pair & ~taken_image], why
+
+
+def _repeats(keys: np.ndarray) -> bool:
+    ordered = np.sort(keys)
+    return bool((ordered[1:] == ordered[:-1]).any())
+
+
+def _count_in_order(counter: Counter, reasons: np.ndarray) -> None:
+    """Add per-row reasons (None: not counted) to `counter`, new reasons in row order (the
+    manifest's dicts and the changelog keep that order)."""
+    given = reasons[reasons != None]  # noqa: E711
+    if len(given):
+        series = pl.Series(given.tolist(), dtype=pl.String)
+        for reason, count in zip(series.unique(maintain_order=True).to_list(),
+                                 series.unique_counts().to_list(), strict=True):
+            counter[reason] += count
 
 
 def _with_caption_models(store: DatasetStore, source: SourceShard, manifests: ShardOutputs,
@@ -671,28 +771,35 @@ def _shard_captions(store: DatasetStore, manifests: ShardOutputs, config: Releas
 
 def with_captions(data: pa.Table, captions: pa.Table | None) -> pa.Table:
     """`data` with LAION-COCO's columns from `captions` (by image URL; null where none)."""
+    return _append_captions(data, _caption_rows(captions))
+
+
+@dataclass(frozen=True)
+class _CaptionRows:
+    """A shard's synthetic captions, with their row by image URL key (built once a shard)."""
+
+    table: pa.Table
+    row_of: dict[str, int]
+
+
+def _caption_rows(captions: pa.Table | None) -> _CaptionRows | None:
+    if captions is None:
+        return None
+    keys = captions.column("url_key").to_pylist()
+    return _CaptionRows(captions, {k: i for i, k in enumerate(keys)})
+
+
+def _append_captions(data: pa.Table, captions: _CaptionRows | None) -> pa.Table:
     if captions is None:
         columns = [pa.nulls(data.num_rows, kind) for _, kind in CAPTION_FIELDS]
     else:
-        row_of = {k: i for i, k in enumerate(captions.column("url_key").to_pylist())}
-        index = pa.array([row_of.get(url_key(u)) for u in data.column("URL").to_pylist()],
+        index = pa.array([captions.row_of.get(url_key(u)) for u in data.column("URL").to_pylist()],
                          pa.int64())
-        columns = [captions.column(name).take(index).cast(kind) for name, kind in CAPTION_FIELDS]
+        columns = [captions.table.column(name).take(index).cast(kind)
+                   for name, kind in CAPTION_FIELDS]
     for (name, kind), column in zip(CAPTION_FIELDS, columns, strict=True):
         data = data.append_column(pa.field(name, kind), column)
     return data
-
-
-def _outside_subset(rule: SubsetRule, pairs: pa.Table, safety: SafetyFilteredPairsManifest
-                    ) -> np.ndarray:
-    """Per passing pair of a shard: None when the release's subset holds it, else why not."""
-    if not rule.active:
-        return np.full(pairs.num_rows, None, dtype=object)
-    try:
-        rule.check_model(str(safety.model.get("model")), safety.shard)
-    except ValueError as exc:
-        raise ReleaseError(str(exc)) from exc
-    return rule.select(pairs)
 
 
 def _release_rows(rows: pa.Table) -> pa.Table:
@@ -739,45 +846,53 @@ def read_parts(store: DatasetStore, folder: str, parts: int, provenance: tuple[s
 
 
 def _write_removed(store: DatasetStore, name: str, parent: int | None, publisher: _Publisher,
-                   kept: set[int], withheld_rows: dict, sources: list[SourceShard]
-                   ) -> Counter:
-    # returns removals counted by (rule, reason)
-    """`removed.parquet`: the parent's rows not in this version, each with its reason."""
-    rows: list[tuple[int, str]] = []
-    if parent is not None:
-        parent_parts = read_release(store, name, parent).parts
-        for _, table in read_parts(store, version_folder(name, parent), parent_parts):
-            rows.extend((h, u) for h, u in zip(table.column("hash").to_pylist(),
-                                               table.column("URL").to_pylist(), strict=True)
-                        if h not in kept)
-    excluded = _safety_exclusions(store, sources, {h for h, _ in rows} - set(withheld_rows))
-    out, counts = [], Counter()
-    for pid, url in rows:
-        rule, reason = withheld_rows.get(pid) or excluded.get(pid) or (
-            "not_in_sources", "not among the selected shards' passing pairs")
-        out.append((pid, url, rule, reason))
-        counts[(rule, reason)] += 1
-    table = pa.table([[r[i] for r in out] for i in range(4)], schema=REMOVED_SCHEMA)
+                   selection: _Selection, sources: list[SourceShard]) -> Counter:
+    """`removed.parquet`: the parent's rows not in this version, each with its reason;
+    returns the removals counted by (rule, reason)."""
+    gone = _parent_rows_gone(store, name, parent, selection.pairs)
+    ids = gone.column("hash").to_pylist()
+    excluded = _safety_exclusions(store, sources, set(ids) - set(selection.withheld_rows))
+    reasons = [selection.withheld_rows.get(pid) or excluded.get(pid) or NOT_IN_SOURCES
+               for pid in ids]
+    table = pa.table([gone.column("hash"), gone.column("URL"), [r for r, _ in reasons],
+                      [r for _, r in reasons]], schema=REMOVED_SCHEMA).combine_chunks()
     with publisher.open(REMOVED_FILE) as handle:
         pq.write_table(table, handle, compression="zstd")
     publisher.files[REMOVED_FILE]["rows"] = table.num_rows
-    return counts
+    return Counter(reasons)
+
+
+def _parent_rows_gone(store: DatasetStore, name: str, parent: int | None, kept: SeenKeys
+                      ) -> pa.Table:
+    """`hash` and `URL` of the parent's rows this version does not hold, in the parent's
+    order (read a part at a time)."""
+    gone = [pa.table({"hash": pa.array([], pa.int64()), "URL": pa.array([], pa.string())})]
+    if parent is not None:
+        parts = read_release(store, name, parent).parts
+        for _, table in read_parts(store, version_folder(name, parent), parts):
+            ids = table.column("hash").to_numpy().astype(np.int64, copy=False)
+            gone.append(table.filter(pa.array(~kept.contains(ids))).cast(gone[0].schema))
+    return pa.concat_tables(gone)
 
 
 def _safety_exclusions(store: DatasetStore, sources: list[SourceShard], wanted: set[int]
                        ) -> dict[int, tuple[str, str]]:
-    """(rule, detail) for pairs the source shards' safety stage now excludes."""
+    """(rule, detail) for pairs the source shards' safety stage now excludes (the first
+    exclusion found; each shard's exclusions read a batch at a time)."""
     found: dict[int, tuple[str, str]] = {}
     if not wanted:
         return found
+    ids = pa.array(sorted(wanted), pa.int64())
     for source in sources:
         manifest = require_current(store, SafetyFilteredPairsManifest, source.shard)
-        table = store.read_parquet(manifest.exclusions_file)
-        for pid, rule, detail in zip(table.column("pair_id").to_pylist(),
-                                     table.column("rule").to_pylist(),
-                                     table.column("detail").to_pylist(), strict=True):
-            if pid in wanted and pid not in found:
-                found[pid] = (rule, detail)
+        with store.open(manifest.exclusions_file) as handle:
+            batches = pq.ParquetFile(handle, pre_buffer=False).iter_batches(
+                batch_size=BATCH_ROWS, columns=["pair_id", "rule", "detail"], use_threads=False)
+            for batch in batches:
+                hits = batch.filter(pc.is_in(batch.column("pair_id"), value_set=ids))
+                for pid, rule, detail in zip(*(c.to_pylist() for c in hits.columns),
+                                             strict=True):
+                    found.setdefault(pid, (rule, detail))
     return found
 
 

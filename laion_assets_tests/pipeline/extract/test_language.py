@@ -82,3 +82,30 @@ def test_script_rule_alone():
     assert script_rule("ひらがなと漢字", "zh") == "ja"
     assert script_rule("한국어 텍스트", "ja") == "ko"
     assert script_rule("東京都", "ja") == "ja"
+
+
+# captions written for this test, not taken from benchmarks/data/language_captions.txt
+@pytest.mark.parametrize(("text", "expected"), [
+    ("巧克力冰淇淋", "zh"),  # lid.176: en
+    ("柠檬蜂蜜茶", "zh"),  # lid.176: ms
+    ("妹妹弹钢琴", "zh"),  # lid.176: en
+    ("学生在教室上课", "zh"),  # lid.176: ja; 课 is Simplified-only
+    ("奶奶包饺子", "zh"),  # lid.176: ja; 饺 is Simplified-only
+    ("台北故宮博物院", "zh"),  # Traditional forms, no Japanese-only one: the model's zh
+    ("東京駅", "ja"),  # 駅 is Japanese-only
+    ("駅前の桜並木", "ja"),
+])
+def test_mostly_han_captions_are_chinese_or_japanese_never_another_language(identifier, text,
+                                                                            expected):
+    assert identifier.identify(text)[0] == expected
+
+
+def test_mostly_han_rule_alone():
+    assert script_rule("巧克力冰淇淋", "en") == "zh"
+    assert script_rule("配柠檬和米饭的烤鱼", "ar") == "zh"
+    assert script_rule("東京駅", "zh") == "ja"
+    assert script_rule("新宿駅 West exit", "ja") == "ja"
+    # Latin letters outnumber the Han ones: the model's answer stands
+    assert script_rule("Tokyo 東京 skyline at night", "en") == "en"
+    # Han only, no Simplified-only and no Japanese-only form: lid.176's ja stands (a limit)
+    assert script_rule("芒果布丁", "ja") == "ja"

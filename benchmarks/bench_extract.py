@@ -324,8 +324,8 @@ def _run_stages(path: str, repeats: int = 3) -> dict:
         ("+ HTTP parse, charset decode, page URL (_page)", to_pages),
         ("+ <img> attributes and base (html_tokens.scan, compiled)", scanned),
         ("+ candidate URL choice/resolve/normalise (iter_image_candidates)", candidates),
-        ("+ alt rules, language id, pair_id, stats (iter_rows)", rows),
-        ("+ record batches, dedup spill, parquet (extract_shard)", full),
+        ("+ alt rules, URL choice, pair_id, stats (iter_rows)", rows),
+        ("+ language id per batch, dedup spill, parquet (extract_shard)", full),
     ]
     out = []
     for name, fn in steps:  # best of `repeats`: the stage's cost without other load's noise

@@ -16,6 +16,8 @@ shards' safety exclusions by rule, `?shard=` for one). JSON: `/api/search`, `/ap
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 import posixpath
@@ -43,6 +45,7 @@ DEFAULT_PUNSAFE = 0.45
 DATA_COLUMNS = ("URL", "TEXT", "WIDTH", "HEIGHT", "similarity", "punsafe", "pwatermark",
                 "LANGUAGE", "hash")
 MAX_K = 200
+MAX_UPLOAD_BYTES = 20 << 20
 PARTS_CACHED = 8  # release parts held in memory (the oldest read is dropped first)
 
 
@@ -134,16 +137,32 @@ class Explorer:
         return (f"{m.get('model', '?')} / pretrained={m.get('pretrained', '?')} "
                 f"(weights sha256 {m.get('weights_sha256', '?')})")
 
+    def _clip(self) -> Any:
+        """The release's CLIP model (its identity from the release manifest), loaded once;
+        call with the lock held."""
+        if self.encoder is None:
+            from laion_assets.pipeline.scoring.clip import ClipModelSpec, load_clip
+
+            pretrained = None if self.untrained else self.model.get("pretrained")
+            self.encoder = load_clip(ClipModelSpec(
+                model=self.model.get("model", "ViT-B-32"), pretrained=pretrained,
+                device="cpu", precision="fp32", num_workers=0))
+        return self.encoder
+
     def encode_text(self, text: str) -> np.ndarray:
         with self._lock:
-            if self.encoder is None:
-                from laion_assets.pipeline.scoring.clip import ClipModelSpec, load_clip
+            return np.asarray(self._clip().encode_texts([text]), dtype=np.float32)[0]
 
-                pretrained = None if self.untrained else self.model.get("pretrained")
-                self.encoder = load_clip(ClipModelSpec(
-                    model=self.model.get("model", "ViT-B-32"), pretrained=pretrained,
-                    device="cpu", precision="fp32", num_workers=0))
-            return np.asarray(self.encoder.encode_texts([text]), dtype=np.float32)[0]
+    def encode_image(self, data: bytes) -> np.ndarray:
+        """The image tower's embedding of image bytes; ValueError when they do not decode."""
+        from laion_assets.pipeline.scoring.clip import decode_image
+
+        with self._lock:
+            clip = self._clip()
+            pixels = decode_image(data, clip.preprocess)
+            if pixels is None:
+                raise ValueError(f"the uploaded {len(data)} bytes are not an image that decodes")
+            return np.asarray(clip.encode_images(pixels.unsqueeze(0)), dtype=np.float32)[0]
 
     # -- rows -------------------------------------------------------------------------
 
@@ -283,19 +302,25 @@ def build_app(explorer: Explorer) -> Starlette:
     ex = explorer
 
     async def api_search(request: Request) -> Response:
-        """`?q=TEXT` (the text tower) or `?like=ROW` (that row's image embedding: "more like
-        this"), with `k`, `safe` and the `Filters` parameters."""
+        """`?q=TEXT` (the text tower), `?like=ROW` (that row's image embedding: "more like
+        this") or POST image bytes (the image tower), with `k`, `safe` and `Filters`."""
         params = request.query_params
         q, like = params.get("q", "").strip(), params.get("like", "").strip()
+        upload = await request.body() if request.method == "POST" else b""
+        if len(upload) > MAX_UPLOAD_BYTES:
+            return _json({"error": f"image over {MAX_UPLOAD_BYTES} bytes"}, 413)
         try:
             k = max(1, min(int(params.get("k", "24")), MAX_K))
             filters = Filters.from_query(params)
-            if like:
+            if upload:
+                vector, q = ex.encode_image(upload), f"uploaded image ({len(upload)} bytes)"
+            elif like:
                 vector = ex.index.vector(int(like))
             elif q:
                 vector = ex.encode_text(q)
             else:
-                return _json({"error": "give a text query (?q=...) or a row (?like=N)"}, 400)
+                return _json({"error": "give a text query (?q=...), a row (?like=N) or POST "
+                              "an image"}, 400)
         except (ValueError, IndexError) as exc:
             return _json({"error": str(exc)}, 400)
         safe = _flag(params.get("safe"), True)
@@ -349,9 +374,13 @@ def build_app(explorer: Explorer) -> Starlette:
             vector = np.asarray(body["embedding_input"], dtype=np.float32)
         elif body.get("text"):
             vector = ex.encode_text(str(body["text"]))
+        elif body.get("image"):  # base64, as clip-retrieval's ClipClient sends it
+            try:
+                vector = ex.encode_image(base64.b64decode(body["image"], validate=True))
+            except (ValueError, binascii.Error) as exc:
+                return _json({"error": f"image: {exc}"}, 400)
         else:
-            return _json({"error": "give text or embedding_input (image queries are not "
-                          "served yet)"}, 400)
+            return _json({"error": "give text, image (base64) or embedding_input"}, 400)
         k = max(1, min(int(body.get("num_images", 40)), MAX_K))
         rows = ex.search(vector, k, bool(body.get("use_safety_model", True)))
         return _json([_clip_result(r) for r in rows])
@@ -376,7 +405,8 @@ def build_app(explorer: Explorer) -> Starlette:
 
     return Starlette(routes=[
         Route("/", home), Route("/audit", audit),
-        Route("/api/search", api_search), Route("/api/trace", api_trace),
+        Route("/api/search", api_search, methods=["GET", "POST"]),
+        Route("/api/trace", api_trace),
         Route("/api/removal", removal, methods=["POST"]),
         Route("/image/{shard}/{key}", image),
         Route("/indices-list", indices_list),

@@ -45,7 +45,8 @@ def banner(ex: Explorer) -> str:
 
 def _filters(ex: Explorer) -> str:
     return f"""<form id="search"><input name="q" id="q" size="40" placeholder="search by text">
-<button>Search</button><br>
+<button>Search</button>
+<label>or by image <input type="file" id="image" accept="image/*"></label><br>
 <label><input type="checkbox" id="safe" checked> safe mode (hide punsafe &gt;
 {ex.punsafe_threshold})</label>
 <label>language <input id="language" size="4" placeholder="any"></label>
@@ -84,11 +85,12 @@ function runLink(id){
   if(!DAGSTER) return id;
   const a=el('a',id); a.href=DAGSTER+'/runs/'+id; a.target='_blank'; return a;
 }
-async function search(params){
+async function search(params, image){
   for(const f of ['language','max_punsafe','max_pwatermark','min_similarity','k']){
     const v=document.getElementById(f).value.trim(); if(v) params.set(f,v);}
   params.set('safe', document.getElementById('safe').checked?1:0);
-  const r=await fetch('/api/search?'+params), body=await r.json(); grid.innerHTML='';
+  const r=await fetch('/api/search?'+params, image?{method:'POST', body:image}:{});
+  const body=await r.json(); grid.innerHTML='';
   if(!r.ok){statusLine.textContent=body.error; return;}
   statusLine.textContent=body.results.length+' results'+(body.untrained?
     ' (untrained CLIP: not meaningful)':'');
@@ -105,6 +107,8 @@ async function search(params){
     d.append(img,t,s,more); d.onclick=()=>showDetail(row); grid.append(d);
   }
 }
+document.getElementById('image').onchange=e=>{
+  if(e.target.files.length) search(new URLSearchParams(), e.target.files[0]);};
 form.onsubmit=e=>{e.preventDefault();
   search(new URLSearchParams({q: document.getElementById('q').value}));};
 async function showDetail(row){

@@ -1,6 +1,7 @@
 """The explorer's HTTP API on a real release (conftest's `sample_release`: the sample drop
 through safety, release v1 and its kNN index), served by Starlette's TestClient."""
 
+import base64
 import json
 import os
 import signal
@@ -202,3 +203,19 @@ def test_the_text_tower_is_the_releases_model(explorer):
         query = explorer.encode_text(explorer.row(row)["TEXT"])
         cosine = query @ text[row] / (np.linalg.norm(query) * np.linalg.norm(text[row]))
         assert cosine > 0.999
+
+
+def test_search_by_an_uploaded_image_finds_the_row_it_came_from(client, explorer):
+    """The stored resized image of a row, uploaded, embeds (image tower) to that row's
+    embedding: it comes back first, through the page's API and clip-retrieval's."""
+    row = explorer.row(len(explorer.index) // 2)
+    data = explorer.image(row["shard"], row["key"])
+    found = client.post("/api/search", params={"safe": "0", "k": 3}, content=data).json()
+    assert found["results"][0]["row"] == row["row"]
+    assert found["results"][0]["score"] == pytest.approx(1, abs=1e-2)
+    knn = client.post("/knn-service", json={"image": base64.b64encode(data).decode(),
+                                            "num_images": 3, "indice_name": NAME,
+                                            "use_safety_model": False}).json()
+    assert knn[0]["id"] == row["row"]
+    bad = client.post("/api/search", content=b"not an image")
+    assert bad.status_code == 400 and "not an image that decodes" in bad.json()["error"]

@@ -175,3 +175,15 @@ def test_removal_writes_a_ledger_entry_only_with_the_token(page, explorer):
     entry = entries[-1]
     assert (entry.kind, entry.value, entry.reason) == ("url", row["URL"], "audit request")
     assert page.inner_text("#removal-status").startswith(f"Takedown {entry.id} written")
+
+
+def test_search_by_an_uploaded_image(page, explorer, tmp_path):
+    row = explorer.row(2)
+    upload = tmp_path / "query.jpg"
+    upload.write_bytes(explorer.image(row["shard"], row["key"]))
+    page.goto("/")
+    page.set_checked("#safe", False)
+    with page.expect_response("**/api/search?*"):
+        page.set_input_files("#image", str(upload))
+    page.wait_for_function("document.getElementById('status').textContent.includes('results')")
+    assert page.locator(".result").first.get_attribute("data-row") == "2"

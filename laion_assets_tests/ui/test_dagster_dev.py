@@ -7,10 +7,14 @@ workspace.yaml; everything here goes through its GraphQL API, the one the UI use
 
 import json
 
+import yaml
+
 from laion_assets_tests.ui.conftest import (
     CRAWL,
     GPU_POOL,
+    LOCATION,
     PER_SHARD_ASSETS,
+    REPOSITORY,
     SENSOR,
     SHARD_JOB,
     SHARD_KEYS,
@@ -104,6 +108,27 @@ def _partition(run: dict) -> str | None:
 
 def _tag(run: dict, key: str) -> str | None:
     return next((t["value"] for t in run["tags"] if t["key"] == key), None)
+
+
+LAUNCHPAD = """
+query Launchpad($selector: PipelineSelector!) {
+  runConfigSchemaOrError(selector: $selector) {
+    __typename
+    ... on RunConfigSchema { rootDefaultYaml }
+  }
+}
+"""
+
+
+def test_the_release_launchpad_holds_the_selection_only(dagster_dev: DagsterDev):
+    """What *Jobs* → release_job → *Launchpad* pre-fills: the release's config, no resources."""
+    data = dagster_dev.graphql(LAUNCHPAD, {"selector": {
+        "pipelineName": "release_job", "repositoryName": REPOSITORY,
+        "repositoryLocationName": LOCATION}})["runConfigSchemaOrError"]
+    assert data["__typename"] == "RunConfigSchema", data
+    config = yaml.safe_load(data["rootDefaultYaml"])
+    assert list(config) == ["ops"] and config["ops"]["release"]["config"]["name"]
+    assert len(data["rootDefaultYaml"].splitlines()) < 20
 
 
 def test_a_release_cut_from_the_launchpad(dagster_dev: DagsterDev, crawl_backfill: CrawlBackfill):

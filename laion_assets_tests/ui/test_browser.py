@@ -74,6 +74,19 @@ def test_partitions_page_shows_the_shards(ui_browser: UiBrowser, crawl_backfill:
     ui.screenshot("asset-partitions.png")
 
 
+def test_safety_asset_page_shows_the_tables(ui_browser: UiBrowser,
+                                            crawl_backfill: CrawlBackfill):
+    """A shard's safety_filtered_pairs: exclusions by rule and score bins as tables."""
+    ui = ui_browser
+    ui.open("/assets/safety_filtered_pairs?view=partitions", *SHARD_KEYS)
+    ui.page.get_by_text(SHARD_KEYS[0], exact=True).first.click()
+    for text in ("Latest materialization", "excluded_by_rule_table", "punsafe_bins",
+                 "pwatermark_bins", "similarity_bins"):
+        ui.expect_text(text)
+    ui.page.get_by_text("excluded_by_rule_table", exact=True).first.scroll_into_view_if_needed()
+    ui.screenshot("safety-asset.png")
+
+
 def test_backfill_page_shows_its_runs(ui_browser: UiBrowser, crawl_backfill: CrawlBackfill):
     ui = ui_browser
     ui.open(f"/runs/b/{crawl_backfill.backfill_id}?tab=runs",

@@ -2,6 +2,7 @@
 
 import warnings
 
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -33,7 +34,7 @@ from laion_assets.pipeline.safety import run as safety_stage
 from laion_assets.pipeline.safety.lists import load_lists
 from laion_assets.pipeline.safety.stage import SAFE_PAIRS_SCHEMA, SafetyModels
 from laion_assets.pipeline.safety.takedowns import read_ledger
-from laion_assets.pipeline.safety.verify import listed_pairs
+from laion_assets.pipeline.safety.verify import listed_pairs_in
 
 __all__ = ["STAGE", "no_listed_pair_passes", "safety_filtered_pairs"]
 
@@ -101,11 +102,13 @@ def _no_listed_pair_passes(context: AssetCheckExecutionContext,
                            safety_policy: SafetyPolicyResource) -> AssetCheckResult:
     store = dataset_store.store()
     manifest = require_current(store, SafetyFilteredPairsManifest, context.partition_key)
-    pairs = store.read_parquet(manifest.pairs_file)
-    leaks = listed_pairs(pairs, load_lists(store), read_ledger(store), safety_policy.policy())
+    with store.open(manifest.pairs_file) as handle:  # a batch at a time: memory stays flat
+        pairs = pq.ParquetFile(handle)
+        leaks = listed_pairs_in(pairs, load_lists(store), read_ledger(store),
+                                safety_policy.policy())
     return AssetCheckResult(
         passed=not leaks, severity=AssetCheckSeverity.ERROR,
-        metadata={"pairs": pairs.num_rows, "matches": sum(len(h.index) for h in leaks),
+        metadata={"pairs": pairs.metadata.num_rows, "matches": sum(len(h.index) for h in leaks),
                   "detail": safety_stage.describe_leaks(leaks) if leaks else "none"})
 
 

@@ -35,7 +35,8 @@ class CommandProgress:
             self._bar = Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                 MofNCompleteColumn(), TextColumn("{task.fields[unit]}"), TimeElapsedColumn(),
-                TextColumn("{task.fields[note]}"), console=Console(file=self.stream))
+                TextColumn("{task.fields[note]}"), console=Console(file=self.stream),
+                redirect_stderr=False)  # stderr stays where the command sent it (a log file)
             self._task = self._bar.add_task(description, total=total, unit=unit, note="")
 
     def __enter__(self) -> CommandProgress:

@@ -1,11 +1,16 @@
 """Histograms and counts as Dagster tables (on a real instance: they add up to the manifests),
 and edges printed with the decimals their width needs."""
 
+import base64
+import io
+
 import numpy as np
 import pytest
 from dagster import AssetKey
+from PIL import Image
 
 from laion_assets.defs.headless import cut_release
+from laion_assets.defs.image_grid import grid_md
 from laion_assets.defs.metadata import histogram_md, histogram_table
 from laion_assets.pipeline.core.manifests import (
     FUNNEL,
@@ -89,3 +94,44 @@ def test_release_tables_follow_the_funnel(instance, released):
     assert {r["reason"]: r["rows"] for r in _rows(meta["withheld_at_publish_table"])} == \
         manifest.withheld
     assert _rows(meta["removed_by_reason_table"]) == []  # v1 removes nothing
+
+
+def test_an_image_grid_of_passed_and_excluded_pairs(instance, released):
+    """Inline thumbnails (data: URIs) of passed pairs and per rule; the shard's `not_fetched`
+    pair has no image, so its row says so."""
+    grid = _metadata(instance, "safety_filtered_pairs")["images"].value
+    manifest = require_current(released, SafetyFilteredPairsManifest, SHARD)
+    rows = {line.split("**")[1]: line for line in grid.split("\n\n")}
+    assert set(rows) == {"passed", *manifest.excluded_by_rule}
+    assert rows["passed"].count("](data:image/jpeg;base64,") == 6
+    assert rows["aspect_ratio"].count("](data:image/jpeg;base64,") == 3
+    assert rows["not_fetched"].endswith("(no stored image)")
+    thumb = rows["passed"].split("base64,")[1].split(")")[0]
+    with Image.open(io.BytesIO(base64.b64decode(thumb))) as image:
+        assert max(image.size) <= 64
+
+
+def test_blurred_and_never_shown_rules(released):
+    """An NSFW rule's thumbnails are blurred; a hash-list rule is counted, never shown."""
+    manifest = require_current(released, SafetyFilteredPairsManifest, SHARD)
+    urls = released.read_parquet(manifest.pairs_file, columns=["url"]).column("url").to_pylist()
+    grid = grid_md(released, SHARD, [], {"nsfw": urls[:2], "hash_list": urls[2:5]})
+    passed, nsfw, hashed = grid.split("\n\n")
+    assert passed == "**passed**: (no stored image)"
+    assert nsfw.startswith("**nsfw** (blurred): ![nsfw](data:image/jpeg;base64,")
+    assert nsfw.count("data:image") == 2
+    assert hashed == "**hash_list** (3): matched by a hash list, never shown"
+    plain = grid_md(released, SHARD, urls[:1], {})
+    sharp, blurred = (_pixels(line) for line in (plain, nsfw))
+    assert _detail(blurred) < _detail(sharp)  # the same image, blurred
+
+
+def _pixels(line: str) -> Image.Image:
+    data = base64.b64decode(line.split("base64,")[1].split(")")[0])
+    return Image.open(io.BytesIO(data)).convert("L")
+
+
+def _detail(image: Image.Image) -> float:
+    """Mean absolute difference of neighbouring pixels: low when blurred."""
+    values = np.asarray(image, dtype=float)
+    return float(np.abs(np.diff(values, axis=1)).mean())

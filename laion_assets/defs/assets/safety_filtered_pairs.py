@@ -16,6 +16,7 @@ from dagster import (
 
 from laion_assets.defs.assets.clip_scored_pairs import clip_scored_pairs
 from laion_assets.defs.assets.shard_asset import ShardRun, shard_asset
+from laion_assets.defs.image_grid import shard_grid_md
 from laion_assets.defs.metadata import (
     counts_table,
     counts_table_value,
@@ -64,8 +65,10 @@ def safety_filtered_pairs(
     policy = safety_policy.policy()
     manifest = shard_run(safety_stage.run, policy=policy, lists=load_lists(shard_run.store),
                          ledger=ledger, models=models, model_identity=scorer.identity.to_dict())
-    return shard_run.result(manifest, {**_metadata(manifest), "takedowns": len(ledger),
-                                       "thresholds": MetadataValue.json(policy.thresholds())})
+    return shard_run.result(manifest, {
+        **_metadata(manifest), "takedowns": len(ledger),
+        "thresholds": MetadataValue.json(policy.thresholds()),
+        "images": MetadataValue.md(shard_grid_md(shard_run.store, manifest))})
 
 
 def _metadata(manifest: SafetyFilteredPairsManifest) -> dict:

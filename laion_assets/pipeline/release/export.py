@@ -4,6 +4,8 @@ without downloading them again.
     DIR/00000.tar          KEY.jpg (the stored image bytes; .png/.webp kept as stored),
                            KEY.txt (the caption), KEY.json (url, caption, sizes, hashes,
                            scores, the release row's `hash`), per sample, in key order
+    DIR/00000.parquet      every sample's JSON fields, plus the rows whose image is missing
+                           (status failed_to_download, no key), as img2dataset's parquet
     DIR/00000_stats.json   img2dataset's per-shard stats: count, successes,
                            failed_to_download, failed_to_resize, status_dict, times
 
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from laion_assets.pipeline.core.files import atomic_local_file
 from laion_assets.pipeline.core.manifests import DownloadedImagesManifest, ReleaseManifest
@@ -50,6 +53,16 @@ RESULT_COLUMNS = ["url", "url_key", "status", "tar", "sha256", "resized_width",
                   "resized_height"]
 NOT_STORED = "no stored image for the URL in the shard's downloaded_images"
 CHANGED = "the shard's stored image is not the released one (sha256 differs)"
+# img2dataset's per-tar parquet: every sample's JSON fields, and the rows not exported for a
+# missing or changed image (status failed_to_download, no key); withheld rows are left out
+SAMPLE_SCHEMA = pa.schema([
+    ("key", pa.string()), ("status", pa.string()), ("error_message", pa.string()),
+    ("url", pa.string()), ("caption", pa.string()), ("width", pa.int32()),
+    ("height", pa.int32()), ("original_width", pa.int32()), ("original_height", pa.int32()),
+    ("sha256", pa.string()), ("md5", pa.string()), ("sha1", pa.string()),
+    ("similarity", pa.float32()), ("punsafe", pa.float32()), ("pwatermark", pa.float32()),
+    ("aesthetic_score", pa.float32()), ("language", pa.string()), ("hash", pa.int64()),
+    ("shard", pa.string()), ("release", pa.string())])
 MAGIC = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF8", "gif"))
 
 
@@ -156,9 +169,9 @@ def _export_shard(store: DatasetStore, shard: str, rows: dict[str, list], indexe
     for i in indexes:
         stored = results.get(urls[i])
         if stored is None or stored["status"] != "ok" or not stored["tar"]:
-            tars.count(NOT_STORED)
+            tars.fail(NOT_STORED, _sample_meta(rows, i, {}))
         elif stored["sha256"] != digests[i]:
-            tars.count(CHANGED)
+            tars.fail(CHANGED, _sample_meta(rows, i, {}))
         else:
             wanted.setdefault(stored["url_key"], []).append(i)
     if not wanted:
@@ -170,8 +183,8 @@ def _export_shard(store: DatasetStore, shard: str, rows: dict[str, list], indexe
                 for i in wanted.pop(key):
                     tars.add(image, _sample_meta(rows, i, by_key[key]), rows["TEXT"][i])
     for ix in wanted.values():  # listed in the results, absent from their tar
-        for _ in ix:
-            tars.count(NOT_STORED)
+        for i in ix:
+            tars.fail(NOT_STORED, _sample_meta(rows, i, {}))
 
 
 def _images_manifest(store: DatasetStore, shard: str) -> DownloadedImagesManifest:
@@ -201,7 +214,7 @@ def _sample_meta(rows: dict[str, list], i: int, stored: dict[str, Any]) -> dict[
     row = {c: values[i] for c, values in rows.items()}
     return {
         "status": "success", "error_message": None, "url": row["URL"], "caption": row["TEXT"],
-        "width": stored["resized_width"], "height": stored["resized_height"],
+        "width": stored.get("resized_width"), "height": stored.get("resized_height"),
         "original_width": row["WIDTH"], "original_height": row["HEIGHT"],
         "sha256": row["sha256"], "md5": row["md5"], "sha1": row["sha1"],
         "similarity": _number(row["similarity"]), "punsafe": _number(row["punsafe"]),
@@ -235,6 +248,7 @@ class _TarRotation:
         self.total: Counter[str] = Counter()
         self._open: tuple[Any, ImageTarWriter] | None = None
         self._status: Counter[str] = Counter()
+        self._rows: list[dict[str, Any]] = []  # the open tar's parquet rows
         self._started = time.time()
 
     def __enter__(self) -> _TarRotation:
@@ -250,9 +264,17 @@ class _TarRotation:
         if self._open is None:
             self._start()
         key = f"{len(self.names) - 1:05d}{self._status['success']:0{self.width}d}"
-        self._open[1].add(key, image, {**meta, "key": key, "release": self.release},
-                          ext=image_extension(image), caption=caption)
+        meta = {**meta, "key": key, "release": self.release}
+        self._open[1].add(key, image, meta, ext=image_extension(image), caption=caption)
+        self._rows.append(meta)
         self.count("success")
+
+    def fail(self, reason: str, meta: dict[str, Any]) -> None:
+        """A row without a sample: in the parquet as img2dataset lists failed downloads."""
+        self._rows.append({**meta, "key": None, "status": "failed_to_download",
+                           "error_message": reason, "width": None, "height": None,
+                           "release": self.release})
+        self.count(reason)
 
     def count(self, status: str) -> None:
         """A row's outcome, recorded in the open tar's stats (or the next one's)."""
@@ -276,8 +298,11 @@ class _TarRotation:
             return
         writer.close()
         context.__exit__(None, None, None)
-        self._write_stats(self.names[-1].removesuffix(".tar"))
-        self._status = Counter()
+        stem = self.names[-1].removesuffix(".tar")
+        with atomic_local_file(self.out / f"{stem}.parquet") as handle:
+            pq.write_table(pa.Table.from_pylist(self._rows, schema=SAMPLE_SCHEMA), handle)
+        self._write_stats(stem)
+        self._status, self._rows = Counter(), []
 
     def _write_stats(self, stem: str) -> None:
         status, ended = self._status, time.time()

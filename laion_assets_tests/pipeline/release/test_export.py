@@ -6,6 +6,7 @@ import shutil
 import tarfile
 from collections import defaultdict
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,7 +18,12 @@ from laion_assets.pipeline.core.manifests import (
     require_current,
 )
 from laion_assets.pipeline.core.store import DatasetStore
-from laion_assets.pipeline.release.export import ExportError, export_images, image_extension
+from laion_assets.pipeline.release.export import (
+    NOT_STORED,
+    ExportError,
+    export_images,
+    image_extension,
+)
 from laion_assets.pipeline.release.publish import latest_release
 from laion_assets.pipeline.safety.takedowns import append, new_takedown
 from laion_assets_tests import chains
@@ -99,6 +105,35 @@ def test_every_released_row_is_exported_once_with_its_stored_image(released, tmp
     assert (stats["count"], stats["successes"], stats["failed_to_download"]) == \
         (len(rows), len(rows), 0)
     assert stats["status_dict"] == {"success": len(rows)}
+    listed_rows = pq.read_table(tmp_path / "out" / "00000.parquet").to_pylist()
+    assert sorted(r["key"] for r in listed_rows) == sorted(samples)
+    assert {r["status"] for r in listed_rows} == {"success"}
+    assert {r["hash"] for r in listed_rows} == {r["hash"] for r in rows}
+
+
+def test_a_row_whose_image_is_no_longer_stored_is_a_failed_download(released, tmp_path):
+    store, _ = released
+    shutil.copytree(store.path(""), tmp_path / "store")
+    copy = DatasetStore(str(tmp_path / "store"))
+    release, rows = _release_rows(copy)
+    results = copy.path(require_current(copy, DownloadedImagesManifest, SHARD).results_file)
+    table = pq.read_table(results)
+    lost = rows[0]["URL"]
+    tars = [None if u == lost else t for u, t in zip(table.column("url").to_pylist(),
+                                                     table.column("tar").to_pylist(),
+                                                     strict=True)]
+    table = table.set_column(table.schema.get_field_index("tar"), "tar",
+                             pa.array(tars, pa.string()))
+    pq.write_table(table, results)
+    result = export_images(copy, release, tmp_path / "out")
+    gone = sum(r["URL"] == lost for r in rows)
+    assert result.exported == len(rows) - gone and result.status[NOT_STORED] == gone
+    stats = json.loads((tmp_path / "out" / "00000_stats.json").read_text())
+    assert (stats["failed_to_download"], stats["successes"]) == (gone, len(rows) - gone)
+    failed = [r for r in pq.read_table(tmp_path / "out" / "00000.parquet").to_pylist()
+              if r["status"] != "success"]
+    assert [(r["url"], r["key"], r["error_message"]) for r in failed] == \
+        [(lost, None, NOT_STORED)] * gone
 
 
 def test_keys_and_stats_per_tar(released, tmp_path):
@@ -159,7 +194,8 @@ def test_the_cli_exports_a_version_once_and_refuses_the_folder_again(released, t
     printed = capsys.readouterr().out
     assert printed.startswith(f"{out}: {len(rows)} of {len(rows)} rows of {NAME} v1 in 1 tar")
     assert "\x1b" not in printed  # no progress bar when not on a terminal
-    assert sorted(p.name for p in out.iterdir()) == ["00000.tar", "00000_stats.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["00000.parquet", "00000.tar",
+                                                     "00000_stats.json"]
     assert main(["release", "--export-images", str(out)]) == 2
     assert f"{out}: exists and is not an empty folder" in capsys.readouterr().err
     assert main(["release", "--export-images", str(tmp_path / "x"), "--crawl", "CC"]) == 2

@@ -18,6 +18,9 @@ reference without `;` followed by `=` or an alphanumeric is left as written), NU
 U+FFFD and CR/CRLF become LF, as the standard's input stream does. A bare attribute (no
 `=`) has the value None, as selectolax gives it. Pages given as bytes are scanned as bytes
 and only the attributes of the tags found are decoded (UTF-8, invalid bytes replaced).
+
+`scan` runs the same scanner compiled (`_html_scan.c`, built on install) when it is there,
+this module's pure-Python one (`python_scan`) otherwise: the same output (tested both ways).
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from laion_assets.pipeline.core.manifests import (
 from laion_assets.pipeline.core.store import DatasetStore
 from laion_assets.pipeline.download.replay import ReplaySource, index_from_tables
 from laion_assets.pipeline.download.stage import DownloadConfig, Previous, download_shard
+from laion_assets.pipeline.download.withhold import listed_bytes
+from laion_assets.pipeline.safety.lists import load_lists
 from laion_assets.pipeline.shards.drops import parse_shard_key, registered_shards
 
 
@@ -31,7 +33,8 @@ def run(store: DatasetStore, shard: str, config: DownloadConfig, *,
     try:
         with store.stage_output(DOWNLOADED_IMAGES, shard) as output:
             result = download_shard(urls, output, config=config, replay=replay,
-                                    previous=previous(store, shard), log=log)
+                                    previous=previous(store, shard),
+                                    withhold=listed_bytes(load_lists(store)), log=log)
             return commit(output, DownloadedImagesManifest(
                 shard=shard, rows=result.rows, results_file=output.file(RESULTS_FILE),
                 tars=[output.file(t) for t in result.tars], ok=result.counts["ok"],

@@ -33,6 +33,7 @@ from laion_assets.pipeline.download.images import (
 )
 from laion_assets.pipeline.download.live import LiveFetchConfig, LiveFetchResult, fetch_live_sync
 from laion_assets.pipeline.download.replay import ReplayError, ReplaySource
+from laion_assets.pipeline.download.withhold import Withhold, withhold_row
 from laion_assets.pipeline.formats.webdataset import ImageTarWriter, iter_tar_images, url_key
 
 SOURCES = ("replay", "live")
@@ -111,8 +112,10 @@ class Previous:
 class _Outputs:
     """Fetch results and rotating tar files of one attempt."""
 
-    def __init__(self, folder: Folder, images_per_tar: int, extension: str) -> None:
+    def __init__(self, folder: Folder, images_per_tar: int, extension: str,
+                 withhold: Withhold | None = None) -> None:
         self.folder, self.per_tar, self.extension = folder, images_per_tar, extension
+        self.withhold = withhold
         self.rows: list[dict] = []
         self.tars: list[str] = []
         self._tar: ImageTarWriter | None = None
@@ -120,7 +123,10 @@ class _Outputs:
         self._in_tar = 0
 
     def add(self, row: dict, image: bytes | None = None) -> None:
-        if image is not None:
+        match = self.withhold(row) if image is not None and self.withhold else None
+        if match:
+            withhold_row(row, match)
+        elif image is not None:
             row["tar"] = self._write_image(row["url_key"], image, row)
         self.rows.append(row)
 
@@ -157,11 +163,13 @@ def download_shard(
     config: DownloadConfig = DownloadConfig(),
     replay: ReplaySource | None = None,
     previous: Previous | None = None,
+    withhold: Withhold | None = None,
     log: Callable[[str], None] = print,
 ) -> DownloadResult:
-    """Fetch every unique URL once (or keep its earlier result) and write results and tars."""
+    """Fetch every unique URL once (or keep its earlier result) and write results and tars;
+    an image `withhold` names (see `withhold.listed_bytes`) is not stored."""
     wanted = list(dict.fromkeys(urls))
-    outputs = _Outputs(output, config.images_per_tar, config.policy.extension)
+    outputs = _Outputs(output, config.images_per_tar, config.policy.extension, withhold)
     kept = _keep_previous(previous, set(wanted), outputs) if previous else set()
     todo = [u for u in wanted if u not in kept]
     progress = _Progress(len(todo), config.progress_seconds, log)

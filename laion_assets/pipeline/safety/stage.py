@@ -12,6 +12,7 @@ scored and no rule excludes it; otherwise each rule that hit it is a row of
 
 from __future__ import annotations
 
+import mmap
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -136,6 +137,7 @@ def filter_shard(inputs: ShardInputs, policy: SafetyPolicy, lists: SafetyLists,
                                              similarity_cutoff=cutoff))
             writers.write(batch, fetched, candidates, decisions, scores)
             totals.add(candidates, rows, decisions, scores)
+            release_pages(inputs.embeddings.image)
     _write_embeddings(inputs.embeddings, totals, output)
     return totals.summary(similarity)
 
@@ -153,6 +155,14 @@ def _top_fraction_cutoff(similarity: np.ndarray, policy: SafetyPolicy) -> float 
     if quality.similarity_mode != "top_fraction" or not len(similarity):
         return None
     return float(np.quantile(similarity, 1.0 - quality.top_fraction))
+
+
+def release_pages(*arrays: np.ndarray) -> None:
+    """Drop the pages a memory-mapped array's batch read in from this process (they stay in
+    the page cache): else a shard's embedding files end up resident, its whole size."""
+    for array in arrays:
+        if isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap):
+            array.base.madvise(mmap.MADV_DONTNEED)
 
 
 def _remembered(encode: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]], np.ndarray]:
@@ -413,6 +423,7 @@ def _write_embeddings(embeddings: Embeddings, totals: ShardTotals, output: Folde
             part = slice(start, start + chunk)
             writer.write(_Rows(pair_ids[part], embeddings.image[rows[part]],
                                embeddings.text[rows[part]], similarity[part]))
+            release_pages(embeddings.image, embeddings.text)
 
 
 @dataclass

@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_provenance.py [--rows 10000000] [--part-rows 1000000]
         [--hosts 50000] [--lookups 100] [--baseline-lookups 10] [--data-row-group 16384]
         [--dir /tmp] [--keep | --reuse DIR]
+    .venv/bin/python benchmarks/bench_provenance.py --shard-scans [--rows 2000000]
 
 1. Generates a synthetic release in the release layout (`releases/bench/v0001/`): parts of
    `--part-rows` rows, `data/part-NNNNN.parquet` (LAION columns; random URLs on `--hosts`
@@ -25,7 +26,14 @@
 5. How the data parts' row-group size sets the cost of reading rows back: part 0 rewritten
    with row groups of 8k, 16k, 64k and 1M rows; 1 and 200 random rows read back.
 
-Every step runs in its own child process pinned to one core (the threaded scan and the CLI
+`--shard-scans` times only the scans `provenance.trace` makes of a shard's own outputs (pairs
+that no release holds): `provenance.read_where` on one synthetic `extracted_pairs`-shaped file
+of `--rows` rows (pyarrow's default row groups, as the stages write): a polars lazy scan with
+the filter pushed down (what a local store uses) against the row-group reads through the
+store's filesystem (what an S3 store uses, and what every store used before), 10 queries per
+kind, one process, not pinned (polars decodes on every core).
+
+Every other step runs in its own child process pinned to one core (the threaded scan and the CLI
 runs are not pinned); lookup times are wall seconds measured inside the child around the
 lookup (imports excluded), the CLI's from outside (everything included). The generated files
 go to a temporary folder under `--dir`, removed at the end unless `--keep`; `--reuse DIR`
@@ -76,6 +84,8 @@ def main() -> int:
     parser.add_argument("--dir", default="/tmp")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--reuse", help="a folder kept by an earlier --keep run: no generating")
+    parser.add_argument("--shard-scans", action="store_true",
+                        help="only the shard scans of provenance.read_where (see above)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--arg", help=argparse.SUPPRESS)
@@ -86,10 +96,57 @@ def main() -> int:
         result["peak_rss_mb"] = round(peak_rss_mb(), 1)
         print(RESULT_TAG + json.dumps(result), flush=True)
         return 0
+    if args.shard_scans:
+        return shard_scans(args)
     return orchestrate(args)
 
 
 # -- orchestration ---------------------------------------------------------------------------
+
+
+def shard_scans(args: argparse.Namespace) -> int:
+    """polars scan against row-group reads, per kind of question, on one shard file."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from laion_assets.pipeline.core.store import DatasetStore
+    from laion_assets.pipeline.release.provenance import Where, read_where_groups, scan_where
+
+    rng = np.random.default_rng(0)
+    data, provenance = synthetic_part(rng, 0, args.rows, args.hosts)
+    shard = data.select(["hash", "URL", "TEXT", "LANGUAGE"]).rename_columns(
+        ["pair_id", "url", "text", "language"])
+    for name in ("warc_file", "warc_record_offset", "warc_record_id", "page_url"):
+        shard = shard.append_column(name, provenance.column(name))
+    root = tempfile.mkdtemp(prefix="bench-shard-scan-", dir=args.dir)
+    try:
+        pq.write_table(shard, f"{root}/pairs.parquet", compression="zstd")
+        store, rows = DatasetStore(root), rng.integers(0, args.rows, 10).tolist()
+        urls = shard.column("url").take(rows).to_pylist()
+        questions = {
+            "url =": [Where("url", "eq", u) for u in urls],
+            "pair_id =": [Where("pair_id", "eq", shard.column("pair_id")[r].as_py())
+                          for r in rows],
+            "url in 5 (sha256)": [Where("url", "in", urls[i:i + 5]) for i in range(5)],
+            "domain regex": [Where("url", "regex", "^https?://" + u.split("/")[2]
+                                   .replace(".", r"\.") + "(:[0-9]+)?(/|$)") for u in urls]}
+        print(f"# shard scans: {args.rows:,} rows, load average {os.getloadavg()[0]:.1f}")
+        print(f"| {'question':18s} | {'polars scan s':>13s} | {'row groups s':>12s} | ratio |")
+        for label, wheres in questions.items():
+            times = {"polars": [], "groups": []}
+            for where in wheres:
+                for kind, read in (("polars", lambda w: scan_where(f"{root}/pairs.parquet", w)),
+                                   ("groups", lambda w: read_where_groups(
+                                       store, "pairs.parquet", w))):
+                    started = time.perf_counter()
+                    found = read(where)
+                    times[kind].append(time.perf_counter() - started)
+                    assert found.num_rows >= 1, (label, kind)
+            polars, groups = (statistics.median(times[k]) for k in ("polars", "groups"))
+            print(f"| {label:18s} | {polars:13.3f} | {groups:12.3f} | {groups / polars:5.1f} |")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
 
 
 def orchestrate(args: argparse.Namespace) -> int:

@@ -19,8 +19,10 @@ pair with the whole chain, newest decisions first-hand from the stage outputs:
 
 Matches come from the release indexes and, unless `scan_shards=False`, from a scan of the
 registered shards' `extracted_pairs` (pairs that no release holds: the excluded ones, or
-shards not released yet). A scan reads only the filter column of each row group, and the
-whole row group only where it matches; `shards=` limits it.
+shards not released yet); `shards=` limits it. On a local store a scan is a polars lazy
+scan with the filter pushed down; on S3 it reads only the filter column of each row group
+(ranged reads through the store's filesystem), and the whole row group only where it
+matches.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -228,8 +231,7 @@ def _removed(store: DatasetStore, version: _Version, pids: set[int]) -> dict[int
         version.removed = {}
         path = version.manifest.path(REMOVED_FILE)
         if version.manifest.parent is not None and store.exists(path):
-            table = _read_where(store, path, "hash", lambda c: pc.is_in(c, pa.array(
-                sorted(pids), pa.int64())))
+            table = read_where(store, path, Where("hash", "in", sorted(pids)))
             version.removed = {row["hash"]: row for row in table.to_pylist()}
     return version.removed
 
@@ -304,41 +306,83 @@ def _scan_shards(store: DatasetStore, kind: str, canonical: Any,
             images = read_current(store, DownloadedImagesManifest, key)
             if images is None:
                 continue
-            fetched = _read_where(store, images.results_file, "sha256",
-                                  lambda c: pc.equal(c, canonical), columns=["url"])
+            fetched = read_where(store, images.results_file, Where("sha256", "eq", canonical),
+                                 columns=["url"])
             urls = fetched.column("url").to_pylist()
             if not urls:
                 continue
-            table = _read_where(store, pairs.file, "url",
-                                lambda c, u=urls: pc.is_in(c, pa.array(u, pa.string())))
+            table = read_where(store, pairs.file, Where("url", "in", urls))
         elif kind == "url":
-            table = _read_where(store, pairs.file, "url", lambda c: pc.equal(c, canonical))
+            table = read_where(store, pairs.file, Where("url", "eq", canonical))
         elif kind == "hash":
-            table = _read_where(store, pairs.file, "pair_id",
-                                lambda c: pc.equal(c, pa.scalar(canonical, pa.int64())),
-                                equals=canonical)
+            table = read_where(store, pairs.file, Where("pair_id", "eq", canonical))
         else:
             pattern = f"^https?://{re.escape(canonical)}(:[0-9]+)?(/|$)"
-            table = _read_where(store, pairs.file, "url",
-                                lambda c, p=pattern: pc.match_substring_regex(c, p))
+            table = read_where(store, pairs.file, Where("url", "regex", pattern))
         for row in table.to_pylist():
             scan.rows[(row["pair_id"], key)] = row
     return scan
 
 
-def _read_where(store: DatasetStore, path: str, column: str,
-                mask: Callable[[pa.ChunkedArray], pa.Array], *, equals: int | None = None,
-                columns: list[str] | None = None) -> pa.Table:
-    """The rows of a parquet file where `mask(column)` holds, reading only the filter column
-    of row groups without a match (and skipping row groups whose int statistics exclude
-    `equals`)."""
+@dataclass(frozen=True)
+class Where:
+    """A row filter on one column: equal to a value (`eq`), one of a list (`in`), or a
+    string matching a regular expression (`regex`)."""
+
+    column: str
+    op: str
+    value: Any
+
+    def arrow(self, values: pa.ChunkedArray) -> pa.ChunkedArray:
+        if self.op == "eq":
+            return pc.equal(values, pa.scalar(self.value, values.type))
+        if self.op == "in":
+            return pc.is_in(values, value_set=pa.array(self.value, values.type))
+        return pc.match_substring_regex(values, self.value)
+
+    def polars(self) -> pl.Expr:
+        column = pl.col(self.column)
+        if self.op == "eq":
+            return column == self.value
+        if self.op == "in":
+            return column.is_in(list(self.value))
+        return column.str.contains(self.value)
+
+
+def read_where(store: DatasetStore, path: str, where: Where,
+               columns: list[str] | None = None) -> pa.Table:
+    """The rows of a parquet file where `where` holds (`columns`, or every one): a polars
+    scan with the filter pushed down on a local store, else row groups through the store's
+    filesystem (`read_where_groups`)."""
+    if store.is_local:
+        return scan_where(store.path(path), where, columns)
+    return read_where_groups(store, path, where, columns)
+
+
+def scan_where(local: str, where: Where, columns: list[str] | None = None) -> pa.Table:
+    """`read_where` on a local file: polars' lazy scan (statistics and predicate pushed
+    down, decoding on every core)."""
+    frame = pl.scan_parquet(local)
+    names = frame.collect_schema().names()
+    wanted = names if columns is None else [c for c in columns if c in names]
+    if where.column not in names:
+        return pq.read_schema(local).empty_table().select(wanted)
+    return frame.filter(where.polars()).select(wanted).collect().to_arrow()
+
+
+def read_where_groups(store: DatasetStore, path: str, where: Where,
+                      columns: list[str] | None = None) -> pa.Table:
+    """`read_where` a row group at a time through the store's filesystem (S3: ranged reads):
+    only the filter column of groups without a match is read, and groups whose int
+    statistics exclude an `eq` value are skipped."""
+    equals = where.value if where.op == "eq" and isinstance(where.value, int) else None
     with store.open(path) as handle:
         parquet = pq.ParquetFile(handle, pre_buffer=False)
         schema = parquet.schema_arrow
         wanted = None if columns is None else [c for c in columns if c in schema.names]
-        if column not in schema.names:
+        if where.column not in schema.names:
             return schema.empty_table() if wanted is None else schema.empty_table().select(wanted)
-        position = schema.get_field_index(column)
+        position = schema.get_field_index(where.column)
         meta, tables = parquet.metadata, []
         for group in range(meta.num_row_groups):
             if equals is not None:
@@ -346,8 +390,8 @@ def _read_where(store: DatasetStore, path: str, column: str,
                 if stats is not None and stats.has_min_max and not (
                         stats.min <= equals <= stats.max):
                     continue
-            keys = parquet.read_row_group(group, columns=[column], use_threads=False)
-            hits = mask(keys.column(0))
+            keys = parquet.read_row_group(group, columns=[where.column], use_threads=False)
+            hits = where.arrow(keys.column(0))
             if not pc.any(hits).as_py():
                 continue
             rows = parquet.read_row_group(group, columns=wanted, use_threads=False)
@@ -361,7 +405,7 @@ def _read_where(store: DatasetStore, path: str, column: str,
 def _shard_facts(store: DatasetStore, shard: str | None, pids: list[int], urls: set[str],
                  scanned: dict[int, dict]) -> dict[int, dict]:
     """Per pair of one shard: its extracted row, fetch result, scores, exclusions, runs."""
-    ids = pa.array(sorted(pids), pa.int64())
+    ids = sorted(pids)
     facts: dict[int, dict] = {pid: {"pair": scanned.get(pid), "missing": []} for pid in pids}
     if shard is None:
         for pid in pids:
@@ -377,30 +421,26 @@ def _shard_facts(store: DatasetStore, shard: str | None, pids: list[int], urls: 
     extracted = manifests.extracted
     need = [p for p in pids if facts[p]["pair"] is None]
     if extracted is not None and need:
-        table = _read_where(store, extracted.file, "pair_id",
-                            lambda c: pc.is_in(c, pa.array(need, pa.int64())))
+        table = read_where(store, extracted.file, Where("pair_id", "in", need))
         for row in table.to_pylist():
             facts[row["pair_id"]]["pair"] = row
     fetch: dict[str, dict] = {}
     images = manifests.images
     if images is not None:
-        table = _read_where(store, images.results_file, "url",
-                            lambda c: pc.is_in(c, pa.array(sorted(urls), pa.string())))
+        table = read_where(store, images.results_file, Where("url", "in", sorted(urls)))
         fetch = {row["url"]: row for row in table.to_pylist()}
     scored: dict[int, dict] = {}
     clip = manifests.scored
     if clip is not None:
-        table = _read_where(store, clip.ids_file, "pair_id", lambda c: pc.is_in(c, ids))
+        table = read_where(store, clip.ids_file, Where("pair_id", "in", ids))
         scored = {row["pair_id"]: row for row in table.to_pylist()}
     scores: dict[int, dict] = {}
     exclusions: dict[int, list[dict]] = {}
     safety = manifests.safety
     if safety is not None:
-        table = _read_where(store, safety.scores_file, "pair_id",
-                            lambda c: pc.is_in(c, ids))
+        table = read_where(store, safety.scores_file, Where("pair_id", "in", ids))
         scores = {row["pair_id"]: row for row in table.to_pylist()}
-        table = _read_where(store, safety.exclusions_file, "pair_id",
-                            lambda c: pc.is_in(c, ids))
+        table = read_where(store, safety.exclusions_file, Where("pair_id", "in", ids))
         for row in table.to_pylist():
             exclusions.setdefault(row["pair_id"], []).append(
                 {k: row[k] for k in ("rule", "detail", "value")})

@@ -5,13 +5,24 @@ import shutil
 import subprocess
 import sys
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey
 
 from laion_assets.cli import main
 from laion_assets.defs.headless import cut_release
+from laion_assets.pipeline.core.store import DatasetStore
 from laion_assets.pipeline.formats.urls import domain_of
-from laion_assets.pipeline.release.provenance import ProvenanceError, html_around_image, trace
+from laion_assets.pipeline.release.provenance import (
+    ProvenanceError,
+    Where,
+    html_around_image,
+    read_where,
+    read_where_groups,
+    scan_where,
+    trace,
+)
 from laion_assets.pipeline.release.publish import read_manifest
 from laion_assets.pipeline.safety.takedowns import append, new_takedown
 from laion_assets.provenance_cli import RUN_COLUMNS
@@ -283,3 +294,29 @@ def test_text_names_the_runs_recorded_in_the_release_after_a_rerun(with_takedown
         assert f"{stage:22s} run {kept[column]}" in made
     assert f"release v0002          run {read_manifest(store, NAME, 2)['run_id']}" in made
     assert now not in made and f"safety_filtered_pairs  run {now}" in today
+
+
+@pytest.mark.parametrize("where", [
+    Where("url", "eq", "https://b.example.com/1.jpg"), Where("pair_id", "eq", 70_001),
+    Where("pair_id", "in", [3, 70_002, 99]), Where("url", "in", []),
+    Where("url", "regex", r"^https?://b\.example\.com(:[0-9]+)?(/|$)"),
+    Where("sha256", "eq", "x")])  # a column the file lacks: no rows
+def test_a_local_polars_scan_and_a_row_group_read_find_the_same_rows(tmp_path, where):
+    ids = list(range(100_000))
+    hosts = ["a.example.com", "b.example.com", "c.example.com:8080"]
+    table = pa.table({"pair_id": pa.array(ids, pa.int64()),
+                      "url": [f"https://{hosts[i % 3]}/{i}.jpg" for i in ids],
+                      "text": [None if i % 7 == 0 else f"text {i}" for i in ids]})
+    pq.write_table(table, tmp_path / "pairs.parquet", row_group_size=8_192)
+    store = DatasetStore(str(tmp_path))
+    for columns in (None, ["text", "pair_id"]):
+        scanned = scan_where(str(tmp_path / "pairs.parquet"), where, columns)
+        grouped = read_where_groups(store, "pairs.parquet", where, columns)
+        assert scanned.column_names == grouped.column_names
+        assert scanned.to_pylist() == grouped.to_pylist()
+        assert read_where(store, "pairs.parquet", where, columns).to_pylist() == \
+            grouped.to_pylist()
+    expected = {"eq": 1, "in": 3, "regex": len(ids) // 3}[where.op]
+    if where.column == "sha256" or where.value == []:
+        expected = 0
+    assert grouped.num_rows == expected

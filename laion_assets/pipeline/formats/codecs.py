@@ -9,11 +9,13 @@ Leniency follows warcio: a body that does not decode from its first byte is used
 (crawlers that saved the decoded body but kept the header), counted as
 `content_encoding_not_applied`; a body whose coding breaks part-way keeps what decoded,
 counted as `content_encoding_cut`. Codings this project cannot decode (`compress`,
-`zstd` without a zstd package, unknown names) are `unsupported_content_encoding`.
+unknown names; `br` or `zstd` where their package is missing) are
+`unsupported_content_encoding`.
 """
 
 from __future__ import annotations
 
+import io
 import zlib
 from collections.abc import Callable, Iterator, MutableMapping
 
@@ -21,6 +23,10 @@ try:  # brotli is optional: without it, br-encoded bodies are unsupported (a nam
     import brotli
 except ImportError:  # pragma: no cover - depends on the environment
     brotli = None
+try:  # as brotli: without zstandard, zstd-encoded bodies are a named skip
+    import zstandard
+except ImportError:  # pragma: no cover - depends on the environment
+    zstandard = None
 
 FEED_BYTES = 16 << 10  # input handed to a codec at a time
 OUT_BYTES = 256 << 10  # output asked of a codec at a time
@@ -52,7 +58,8 @@ def decode_content(body: bytes, header: str, limit: int, notes: Notes | None = N
 
 
 def supported(coding: str) -> bool:
-    return coding in _CHUNKERS and (coding != "br" or brotli is not None)
+    needs = {"br": brotli, "zstd": zstandard}
+    return coding in _CHUNKERS and (coding not in needs or needs[coding] is not None)
 
 
 def _decode_one(body: bytes, coding: str, limit: int, notes: Notes | None) -> bytes:
@@ -68,7 +75,7 @@ def _decode_one(body: bytes, coding: str, limit: int, notes: Notes | None) -> by
                     "page_too_large", f"over {limit} bytes after {coding} decoding (stopped there)"
                 )
             parts.append(piece)
-    except (zlib.error, _BrotliError):
+    except (zlib.error, _BrotliError, _ZstdError):
         note = "content_encoding_cut" if size else "content_encoding_not_applied"
         if notes is not None:
             notes[note] += 1
@@ -121,10 +128,19 @@ def _brotli(body: bytes) -> Iterator[bytes]:
         yield decompressor.process(piece, output_buffer_limit=OUT_BYTES)
 
 
+def _zstd(body: bytes) -> Iterator[bytes]:
+    """zstd output in chunks of at most OUT_BYTES (a cut stream keeps what it gave)."""
+    reader = zstandard.ZstdDecompressor().read_to_iter(
+        io.BytesIO(body), read_size=FEED_BYTES, write_size=OUT_BYTES)
+    yield from reader
+
+
 _BrotliError = brotli.error if brotli is not None else zlib.error
+_ZstdError = zstandard.ZstdError if zstandard is not None else zlib.error
 _CHUNKERS: dict[str, Callable[[bytes], Iterator[bytes]]] = {
     "gzip": _gzip,
     "x-gzip": _gzip,
     "deflate": _deflate,
     "br": _brotli,
+    "zstd": _zstd,
 }

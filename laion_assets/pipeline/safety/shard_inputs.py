@@ -24,8 +24,7 @@ from laion_assets.pipeline.formats.embeddings import Embeddings
 
 FETCH_COLUMNS = ("url_key", "status", "reason", "detail", "source", "fetched_at", "bytes",
                  "width", "height", "sha256", "md5", "sha1", "pdq", "pdq_quality", "tar")
-BATCH_ROWS = 32_768  # candidates a batch: ~15 MB of Python objects, ~35 MB of embeddings,
-# ~250 MB of LAION head activations (torch) at half of them scored
+BATCH_ROWS = 32_768  # candidates a batch (their lists, embeddings and head activations)
 
 
 @dataclass

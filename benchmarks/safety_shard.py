@@ -54,7 +54,7 @@ class LocalFolder:
 
 def build_shard(root: Path, rows: int, dim: int) -> None:
     """pairs.parquet, results.parquet and clip/ (ids, image and text embeddings) in `root`."""
-    from laion_assets.pipeline.download.stage import FETCH_RESULTS_SCHEMA
+    from laion_assets.pipeline.download.stage import FETCH_RESULTS_SCHEMA, RESULTS_ROW_GROUP
     from laion_assets.pipeline.extract.pairs import EXTRACTED_PAIRS_SCHEMA
     from laion_assets.pipeline.formats.embeddings import EmbeddingWriter
 
@@ -71,7 +71,8 @@ def build_shard(root: Path, rows: int, dim: int) -> None:
             i = np.arange(start, min(rows, start + CHUNK))
             pairs = _pairs(i, captions, rng)
             pairs_out.write_table(pairs)
-            results_out.write_table(_results(pairs.column("url").to_pylist(), ok[i], rng))
+            results_out.write_table(_results(pairs.column("url").to_pylist(), ok[i], rng),
+                                    row_group_size=RESULTS_ROW_GROUP)  # as the stage writes
             fetched = i[ok[i]]
             clip_out.write(_Embedded(pairs.column("pair_id").to_numpy()[ok[i]],
                                      np.resize(block, (len(fetched), dim)),

@@ -37,6 +37,8 @@ from laion_assets.pipeline.download.withhold import Withhold, withhold_row
 from laion_assets.pipeline.formats.webdataset import ImageTarWriter, iter_tar_images, url_key
 
 SOURCES = ("replay", "live")
+# Readers (the safety stage) hold one row group at a time: keep them small at crawl scale.
+RESULTS_ROW_GROUP = 65_536
 FETCH_RESULTS_SCHEMA = pa.schema(
     [
         pa.field("url", pa.string(), nullable=False),
@@ -152,7 +154,7 @@ class _Outputs:
         self._close_tar()
         table = pa.Table.from_pylist(self.rows, schema=FETCH_RESULTS_SCHEMA)
         with self.folder.open(RESULTS_FILE, "wb") as sink:
-            pq.write_table(table, sink, compression="zstd")
+            pq.write_table(table, sink, compression="zstd", row_group_size=RESULTS_ROW_GROUP)
         return table.num_rows
 
 

@@ -279,7 +279,10 @@ class _Part:
         a remainder smaller than that stays buffered unless `final`."""
         if not self.buffered:
             return
-        tables = [pa.concat_tables(t) for t in zip(*self.buffered, strict=True)]
+        # one contiguous chunk a column: the file's pages (and where a dictionary falls back
+        # to plain encoding) then depend on the rows only, not on how they were batched
+        tables = [pa.concat_tables(t).combine_chunks()
+                  for t in zip(*self.buffered, strict=True)]
         whole = tables[0].num_rows if final else (
             tables[0].num_rows // ROW_GROUP_ROWS * ROW_GROUP_ROWS)
         for (_, writer), table in zip(self.writers, tables, strict=True):

@@ -85,6 +85,17 @@ def test_safety_asset_page_shows_the_tables(ui_browser: UiBrowser,
         ui.expect_text(text)
     ui.page.get_by_text("excluded_by_rule_table", exact=True).first.scroll_into_view_if_needed()
     ui.screenshot("safety-asset.png")
+    # the image grid: Dagster renders the markdown's data: URI thumbnails inline
+    row = ui.page.locator("tr", has=ui.page.get_by_text("images", exact=True)).first
+    row.get_by_text("[Show Markdown]").click()
+    ui.expect_text("passed:")
+    ui.page.wait_for_timeout(1000)
+    sizes = ui.page.evaluate("() => Array.from(document.querySelectorAll('img'))"
+                             ".filter(i => i.src.startsWith('data:image/jpeg'))"
+                             ".map(i => Math.max(i.naturalWidth, i.naturalHeight))")
+    assert sizes and all(0 < size <= 64 for size in sizes), sizes
+    ui.screenshot("safety-image-grid.png")
+    ui.page.get_by_role("button", name="Close").click()
 
 
 def test_backfill_page_shows_its_runs(ui_browser: UiBrowser, crawl_backfill: CrawlBackfill):

@@ -98,4 +98,6 @@ def next_steps(store: DatasetStore, name: str) -> list[str]:
             steps.append(f"laion-assets provenance --url '{url}'   # where a released pair "
                          "came from")
             break
+    steps.append(f"laion-assets explore --release {name} --build-index   # search and audit "
+                 "it at http://127.0.0.1:8765")
     return steps

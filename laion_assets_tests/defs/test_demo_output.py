@@ -2,6 +2,7 @@
 with the untrained-model caveat once, the release line on every run, and next steps whose
 URL provenance finds."""
 
+from laion_assets.cli import _parser
 from laion_assets.defs.headless import cut_release
 from laion_assets.defs.summary import LEGEND, UNTRAINED, next_steps, print_summary, release_line
 from laion_assets.pipeline.release.provenance import trace
@@ -42,6 +43,10 @@ def test_demo_lines(tmp_path, sample_drop_template, instance, capsys, monkeypatc
     url = steps[1].split("'")[1]
     assert steps[1].startswith(f"laion-assets provenance --url '{url}'")
     assert trace(store, url=url, scan_shards=False)[0]["url"] == url
+    explore = steps[2].split("#")[0].split()
+    assert explore[:2] == ["laion-assets", "explore"]
+    parser_args = _parser().parse_args(explore[1:])  # the printed command is one the CLI takes
+    assert (parser_args.release, parser_args.build_index) == ("laion-assets", True)
 
 
 def _logging_to(lines: list[str]):

@@ -31,20 +31,6 @@ PLANTED_URL = "https://cdn.example.net/stock/sunset-beach.jpg"
 TOKEN = "screenshot-operator"
 
 
-def captured_image(drop: Path, url: str) -> bytes:
-    """The body of the response record for `url` in the drop's first WARC file."""
-    from laion_assets.pipeline.formats.http import parse_response
-    from laion_assets.pipeline.formats.warc import WarcRecord, iter_warc
-
-    listing = gzip.decompress((drop / "warc.paths.gz").read_bytes()).decode().split()
-    with open(drop / listing[0], "rb") as handle:
-        for record in iter_warc(handle):
-            if (isinstance(record, WarcRecord) and record.rec_type == "response"
-                    and record.headers.get("warc-target-uri") == url):
-                return parse_response(record.block, max_body_bytes=1 << 24).body
-    raise SystemExit(f"{drop / listing[0]}: no response record for {url}")
-
-
 def build_release(work: Path, files: int):
     """The sample drop's first `files` WARC files materialized, release v1 and its index."""
     from dagster import instance_for_test
@@ -52,7 +38,7 @@ def build_release(work: Path, files: int):
     from laion_assets.definitions import build_definitions
     from laion_assets.defs.headless import cut_release, materialize_drop
     from laion_assets.pipeline.release.knn import build_index
-    from laion_assets.sample.drop import write_sample_drop
+    from laion_assets.sample.drop import captured_body, write_sample_drop
     from laion_assets.settings import OFFLINE, Settings
 
     drop = work / "drops" / "CC-MAIN-SAMPLE"
@@ -62,7 +48,7 @@ def build_release(work: Path, files: int):
         f"{line}\n" for line in listing[:files]).encode()))
     listed = work / "store" / "safety" / "hash_lists" / "md5" / "partner.txt"
     listed.parent.mkdir(parents=True, exist_ok=True)
-    listed.write_text(hashlib.md5(captured_image(drop, PLANTED_URL)).hexdigest() + "\n")
+    listed.write_text(hashlib.md5(captured_body(drop, PLANTED_URL)).hexdigest() + "\n")
     settings = Settings(profile=OFFLINE, store=str(work / "store"), drops=str(work / "drops"),
                         shard_size=1, listing_base=None, s3_endpoint=None,
                         fetch_sources=("replay",), clip_pretrained=None,

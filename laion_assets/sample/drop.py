@@ -54,6 +54,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from laion_assets.pipeline.formats.http import parse_response
+from laion_assets.pipeline.formats.warc import WarcRecord, iter_warc
 from laion_assets.sample.catalogue import EXTRAS, ImageSpec, Page
 from laion_assets.sample.feature_pages import FEATURE_PAGE_COUNT, FEATURE_PAGES
 from laion_assets.sample.filler import plan_pages
@@ -108,3 +110,14 @@ def write_sample_drop(drop_dir: str | Path, *, seed: int = 0, n_files: int = 4,
     (drop / LISTING_NAME).write_bytes(gzip.compress(listing.encode("ascii"), mtime=0))
     return SampleDrop(drop, crawl, warc_files, n_files * pages_per_file + len(extra_pages),
                       state.image_records)
+
+
+def captured_body(drop: Path, url: str) -> bytes:
+    """The body of the `200` response record for `url` in the drop's first WARC file."""
+    listing = gzip.decompress((drop / "warc.paths.gz").read_bytes()).decode().split()
+    with open(drop / listing[0], "rb") as handle:
+        for record in iter_warc(handle):
+            if (isinstance(record, WarcRecord) and record.rec_type == "response"
+                    and record.headers.get("warc-target-uri") == url):
+                return parse_response(record.block, max_body_bytes=1 << 24).body
+    raise LookupError(f"{drop / listing[0]}: no response record for {url}")

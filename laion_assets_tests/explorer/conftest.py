@@ -2,19 +2,16 @@
 one of its images on a hash list (md5, as a partner list would carry it), release v1 cut,
 its kNN index built. Built once for the package (about a minute on 2 cores)."""
 
-import gzip
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from dagster import Definitions, instance_for_test
 
 from laion_assets.defs.headless import cut_release
 from laion_assets.pipeline.core.store import DatasetStore
-from laion_assets.pipeline.formats.http import parse_response
-from laion_assets.pipeline.formats.warc import WarcRecord, iter_warc
 from laion_assets.pipeline.release.knn import build_index
+from laion_assets.sample.drop import captured_body
 from laion_assets_tests.chains import materialize_sample_shards
 
 NAME = "laion-assets"
@@ -30,17 +27,6 @@ class SampleRelease:
     planted: bytes  # the hash-listed image's bytes as the crawler captured them
 
 
-def captured_image(drop: Path, url: str) -> bytes:
-    """The body of the `200` response record for `url` in the drop's first WARC file."""
-    listing = gzip.decompress((drop / "warc.paths.gz").read_bytes()).decode().split()
-    with open(drop / listing[0], "rb") as handle:
-        for record in iter_warc(handle):
-            if (isinstance(record, WarcRecord) and record.rec_type == "response"
-                    and record.headers.get("warc-target-uri") == url):
-                return parse_response(record.block, max_body_bytes=1 << 24).body
-    raise AssertionError(f"{drop / listing[0]}: no response record for {url}")
-
-
 @pytest.fixture(scope="package")
 def explorer_instance():
     with instance_for_test() as instance:
@@ -50,7 +36,7 @@ def explorer_instance():
 @pytest.fixture(scope="package")
 def sample_release(tmp_path_factory, sample_drop_template, explorer_instance) -> SampleRelease:
     tmp = tmp_path_factory.mktemp("explorer")
-    planted = captured_image(sample_drop_template, PLANTED_URL)
+    planted = captured_body(sample_drop_template, PLANTED_URL)
     hash_list = tmp / "store" / PLANTED_LIST
     hash_list.parent.mkdir(parents=True)
     hash_list.write_text(f"# planted by the explorer tests\n{hashlib.md5(planted).hexdigest()}\n")

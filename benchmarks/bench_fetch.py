@@ -198,17 +198,6 @@ class Server:
 # -- laion_assets child -------------------------------------------------------------------------
 
 
-class LocalFolder:
-    """The OutputFolder download_shard writes to: files in a local directory."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-
-    def open(self, name: str, mode: str = "wb"):
-        return open(self.path / name, mode)
-
-
 def _cpu_self() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -218,6 +207,7 @@ def child_laion(args: argparse.Namespace) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from laion_assets.pipeline.core.files import LocalFolder
     from laion_assets.pipeline.download.images import ImagePolicy
     from laion_assets.pipeline.download.live import LiveFetchConfig
     from laion_assets.pipeline.download.stage import RESULTS_FILE, DownloadConfig, download_shard

@@ -28,7 +28,6 @@ embeddings, plus the parquet): 3 M rows at dim 512 need ~14 GB under $TMPDIR.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -41,21 +40,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
-from measure import peak_rss_mb  # noqa: E402
+from measure import module_under_test, peak_rss_mb  # noqa: E402
 
 BATCH = 16_384
 ROWS_PER_PART = 1_000_000
-
-
-def _publish_module(path: str | None):
-    if not path:
-        from laion_assets.pipeline.release import publish
-        return publish
-    spec = importlib.util.spec_from_file_location("publish_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 SHARD_ROWS = 1_000_000  # passing pairs of a synthetic shard
@@ -186,7 +174,7 @@ def child_publish(root: str, module: str | None) -> dict:
     from laion_assets.pipeline.safety.lists import load_lists
     from laion_assets.pipeline.safety.policy import SafetyPolicy
 
-    publish = _publish_module(module)
+    publish = module_under_test(module, "laion_assets.pipeline.release.publish")
     store = DatasetStore(root)
     ctx = publish.PublishContext(load_lists(store), [], SafetyPolicy(), run_id="bench",
                                  log=lambda _: None)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import resource
+import sys
+from types import ModuleType
 
 
 def pin_to_cpu(cpu: int) -> None:
@@ -31,3 +35,15 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def module_under_test(path: str | None, default: str) -> ModuleType:
+    """The module at `path` (e.g. an older commit's copy, from `git show`), else `default`
+    imported by name: the two contenders of a before/after benchmark."""
+    if not path:
+        return importlib.import_module(default)
+    spec = importlib.util.spec_from_file_location(f"{default.rsplit('.', 1)[1]}_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

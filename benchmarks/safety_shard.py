@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import os
 import random
@@ -34,22 +33,13 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import xxhash  # noqa: E402
-from measure import peak_rss_mb  # noqa: E402
+from measure import module_under_test, peak_rss_mb  # noqa: E402
+
+from laion_assets.pipeline.core.files import LocalFolder  # noqa: E402
 
 CHUNK = 1 << 20
 WORDS = ("photo", "of", "a", "red", "bicycle", "in", "the", "city", "harbour", "at", "sunset",
          "with", "old", "boats", "lighthouse", "mountain", "lake", "forest", "cabin", "snow")
-
-
-class LocalFolder:
-    """A plain local folder as the stage's output `Folder`."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-
-    def open(self, name: str, mode: str = "wb"):
-        return open(self.path / name, mode)
 
 
 def build_shard(root: Path, rows: int, dim: int) -> None:
@@ -161,7 +151,7 @@ def child(root: Path, module: str | None, dim: int) -> dict:
     from laion_assets.pipeline.formats.embeddings import read_embeddings
     from laion_assets.pipeline.safety.policy import SafetyPolicy
 
-    stage = _stage_module(module)
+    stage = module_under_test(module, "laion_assets.pipeline.safety.stage")
     policy = SafetyPolicy()
     listed = lists(random.Random(0))
     models = stage.SafetyModels(_text_encoder(dim)).with_heads(
@@ -224,17 +214,6 @@ def _text_encoder(dim: int):
         out = np.stack([np.random.default_rng(s).standard_normal(dim) for s in seeds])
         return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
     return encode
-
-
-def _stage_module(path: str | None):
-    if not path:
-        from laion_assets.pipeline.safety import stage
-        return stage
-    spec = importlib.util.spec_from_file_location("stage_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def sizes(rows: list[int], dim: int, module: str | None) -> None:

@@ -34,6 +34,18 @@ class Folder(Protocol):
     def open(self, name: str, mode: str = ...) -> BinaryIO: ...
 
 
+class LocalFolder:
+    """A plain local directory as a `Folder` (created if missing); files opened for writing
+    by default, as a stage's output folder opens them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+
+    def open(self, name: str, mode: str = "wb") -> BinaryIO:
+        return open(self.path / name, mode)
+
+
 class HashingWriter:
     """A write-only file object that hashes (sha256) and counts what passes to `inner`.
 

@@ -29,12 +29,12 @@ def run(store: DatasetStore, shard: str, config: DownloadConfig, *,
     and permanent failures, and commit; `open_file` opens a WARC file for replay."""
     pairs = require_current(store, ExtractedPairsManifest, shard)
     urls = store.read_parquet(pairs.file, columns=["url"]).column("url").to_pylist()
+    withhold = listed_bytes(load_lists(store))  # a bad list fails here, before any write
     replay = replay_source(store, shard, open_file) if "replay" in config.sources else None
     try:
         with store.stage_output(DOWNLOADED_IMAGES, shard) as output:
             result = download_shard(urls, output, config=config, replay=replay,
-                                    previous=previous(store, shard),
-                                    withhold=listed_bytes(load_lists(store)), log=log)
+                                    previous=previous(store, shard), withhold=withhold, log=log)
             return commit(output, DownloadedImagesManifest(
                 shard=shard, rows=result.rows, results_file=output.file(RESULTS_FILE),
                 tars=[output.file(t) for t in result.tars], ok=result.counts["ok"],

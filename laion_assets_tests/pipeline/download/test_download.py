@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from laion_assets.pipeline.core.files import LocalFolder
 from laion_assets.pipeline.download.images import ImagePolicy
 from laion_assets.pipeline.download.live import LiveFetchConfig
 from laion_assets.pipeline.download.stage import (
@@ -25,15 +26,6 @@ CONFIG = DownloadConfig(sources=("live",), live=LIVE, policy=ImagePolicy(min_byt
                         images_per_tar=2)
 
 
-class Folder:
-    def __init__(self, root):
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-
-    def open(self, name, mode="wb"):
-        return open(self.root / name, mode)
-
-
 def _jpeg(seed: int) -> bytes:
     image = Image.effect_noise((64, 48), 40 + seed).convert("RGB")
     out = io.BytesIO()
@@ -41,8 +33,8 @@ def _jpeg(seed: int) -> bytes:
     return out.getvalue()
 
 
-def _results(folder: Folder) -> dict[str, dict]:
-    table = pq.read_table(folder.root / RESULTS_FILE, use_threads=False, pre_buffer=False)
+def _results(folder: LocalFolder) -> dict[str, dict]:
+    table = pq.read_table(folder.path / RESULTS_FILE, use_threads=False, pre_buffer=False)
     return {r["url"]: r for r in table.to_pylist()}
 
 
@@ -52,7 +44,7 @@ def test_one_result_per_unique_url_with_hashes_and_tars(tmp_path, loopback_serve
     html = loopback_server.respond("/fake.jpg", b"<html>not an image</html>" * 20,
                                    content_type="image/jpeg")
     missing = loopback_server.respond("/missing.jpg", b"", status=404)
-    folder = Folder(tmp_path / "a")
+    folder = LocalFolder(tmp_path / "a")
     result = download_shard(urls + urls[:1] + [html, missing], folder, config=CONFIG,
                             log=lambda _: None)
     rows = _results(folder)
@@ -62,7 +54,7 @@ def test_one_result_per_unique_url_with_hashes_and_tars(tmp_path, loopback_serve
     assert rows[urls[0]]["source"] == "live" and len(rows[urls[0]]["md5"]) == 32
     assert result.tars == ["images-00000.tar", "images-00001.tar"]  # 2 images per tar
     keys = [k for tar in result.tars
-            for k, _, _ in iter_tar_images(open(folder.root / tar, "rb"))]
+            for k, _, _ in iter_tar_images(open(folder.path / tar, "rb"))]
     assert sorted(keys) == sorted(url_key(u) for u in urls)
 
 
@@ -73,15 +65,15 @@ def test_rerun_keeps_successes_and_retries_only_transient_failures(tmp_path, loo
         http_server.static(b"", status=503),
         http_server.static(_jpeg(2), content_type="image/jpeg"),
     ])
-    first = Folder(tmp_path / "first")
+    first = LocalFolder(tmp_path / "first")
     download_shard([good, gone, flaky], first, config=CONFIG, log=lambda _: None)
     rows = _results(first)
     assert rows[flaky]["status"] == "failed" and rows[flaky]["transient"]
     assert rows[gone]["transient"] is False
-    previous = Previous(pq.read_table(first.root / RESULTS_FILE, use_threads=False,
+    previous = Previous(pq.read_table(first.path / RESULTS_FILE, use_threads=False,
                                       pre_buffer=False),
-                        lambda name: open(first.root / name, "rb"))
-    second = Folder(tmp_path / "second")
+                        lambda name: open(first.path / name, "rb"))
+    second = LocalFolder(tmp_path / "second")
     result = download_shard([good, gone, flaky], second, config=CONFIG, previous=previous,
                             log=lambda _: None)
     rows2 = _results(second)
@@ -95,13 +87,13 @@ def test_rerun_keeps_successes_and_retries_only_transient_failures(tmp_path, loo
     assert len(loopback_server.hits("/flaky.jpg")) == 2  # transient failure retried
     assert rows2[good]["sha256"] == rows[good]["sha256"]
     images = {k: v for tar in {r["tar"] for r in rows2.values() if r["tar"]}
-              for k, v, _ in iter_tar_images(open(second.root / tar, "rb"))}
+              for k, v, _ in iter_tar_images(open(second.path / tar, "rb"))}
     assert set(images) == {url_key(good), url_key(flaky)}
 
 
 def test_replay_only_without_a_capture_is_not_captured(tmp_path):
     config = DownloadConfig(sources=("replay",))
-    folder = Folder(tmp_path)
+    folder = LocalFolder(tmp_path)
     download_shard(["http://nowhere.example/a.jpg"], folder, config=config, log=lambda _: None)
     assert _results(folder)["http://nowhere.example/a.jpg"]["reason"] == "not_captured"
 

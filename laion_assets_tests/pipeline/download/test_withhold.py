@@ -5,13 +5,14 @@ import hashlib
 import pyarrow.parquet as pq
 import pytest
 
+from laion_assets.pipeline.core.files import LocalFolder
 from laion_assets.pipeline.core.store import DatasetStore
 from laion_assets.pipeline.download.stage import RESULTS_FILE, Previous, download_shard
 from laion_assets.pipeline.download.withhold import HASH_LISTED, listed_bytes
 from laion_assets.pipeline.formats.webdataset import iter_tar_images, url_key
 from laion_assets.pipeline.safety.lists import load_lists
 from laion_assets_tests import http_server
-from laion_assets_tests.pipeline.download.test_download import CONFIG, Folder, _jpeg
+from laion_assets_tests.pipeline.download.test_download import CONFIG, _jpeg
 
 loopback_server = http_server.loopback_server
 LIST = "safety/hash_lists/md5/abuse.txt"
@@ -27,16 +28,16 @@ def _list_md5(store: DatasetStore, *images: bytes) -> None:
         handle.write(b"".join(hashlib.md5(i).hexdigest().encode() + b"\n" for i in images))
 
 
-def _stored(folder: Folder) -> tuple[dict[str, dict], dict[str, bytes]]:
-    table = pq.read_table(folder.root / RESULTS_FILE, use_threads=False, pre_buffer=False)
+def _stored(folder: LocalFolder) -> tuple[dict[str, dict], dict[str, bytes]]:
+    table = pq.read_table(folder.path / RESULTS_FILE, use_threads=False, pre_buffer=False)
     rows = {r["url"]: r for r in table.to_pylist()}
     images = {k: v for tar in {r["tar"] for r in rows.values() if r["tar"]}
-              for k, v, _ in iter_tar_images(open(folder.root / tar, "rb"))}
+              for k, v, _ in iter_tar_images(open(folder.path / tar, "rb"))}
     return rows, images
 
 
-def _tar_bytes(folder: Folder) -> bytes:
-    return b"".join(p.read_bytes() for p in folder.root.glob("*.tar"))
+def _tar_bytes(folder: LocalFolder) -> bytes:
+    return b"".join(p.read_bytes() for p in folder.path.glob("*.tar"))
 
 
 def test_a_listed_image_keeps_its_result_and_hashes_but_not_its_bytes(tmp_path, store,
@@ -45,7 +46,7 @@ def test_a_listed_image_keeps_its_result_and_hashes_but_not_its_bytes(tmp_path, 
     urls = [loopback_server.respond("/listed.jpg", listed, content_type="image/jpeg"),
             loopback_server.respond("/clean.jpg", clean, content_type="image/jpeg")]
     _list_md5(store, listed)
-    folder = Folder(tmp_path / "a")
+    folder = LocalFolder(tmp_path / "a")
     result = download_shard(urls, folder, config=CONFIG, log=lambda _: None,
                             withhold=listed_bytes(load_lists(store)))
     rows, images = _stored(folder)
@@ -64,15 +65,15 @@ def test_an_image_listed_after_it_was_stored_leaves_with_the_next_attempt(tmp_pa
     first_image, second_image = _jpeg(9), _jpeg(10)
     urls = [loopback_server.respond("/a.jpg", first_image, content_type="image/jpeg"),
             loopback_server.respond("/b.jpg", second_image, content_type="image/jpeg")]
-    first = Folder(tmp_path / "first")
+    first = LocalFolder(tmp_path / "first")
     download_shard(urls, first, config=CONFIG, log=lambda _: None,
                    withhold=listed_bytes(load_lists(store)))
     assert set(_stored(first)[1]) == {url_key(u) for u in urls}
     resized = _stored(first)[1][url_key(urls[0])]
     _list_md5(store, first_image)
-    previous = Previous(pq.read_table(first.root / RESULTS_FILE),
-                        lambda name: open(first.root / name, "rb"))
-    second = Folder(tmp_path / "second")
+    previous = Previous(pq.read_table(first.path / RESULTS_FILE),
+                        lambda name: open(first.path / name, "rb"))
+    second = LocalFolder(tmp_path / "second")
     result = download_shard(urls, second, config=CONFIG, previous=previous, log=lambda _: None,
                             withhold=listed_bytes(load_lists(store)))
     rows, images = _stored(second)
@@ -83,7 +84,7 @@ def test_an_image_listed_after_it_was_stored_leaves_with_the_next_attempt(tmp_pa
 
 def test_without_lists_everything_is_stored(tmp_path, store, loopback_server):
     url = loopback_server.respond("/c.jpg", _jpeg(11), content_type="image/jpeg")
-    folder = Folder(tmp_path / "c")
+    folder = LocalFolder(tmp_path / "c")
     download_shard([url], folder, config=CONFIG, log=lambda _: None,
                    withhold=listed_bytes(load_lists(store)))
     assert set(_stored(folder)[1]) == {url_key(url)}

@@ -1,8 +1,8 @@
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from laion_assets.pipeline.core.files import LocalFolder
 from laion_assets.pipeline.core.store import DatasetStore
 from laion_assets.pipeline.formats.embeddings import (
     IDS_FILE,
@@ -20,15 +20,6 @@ class Batch:
     def __init__(self, pair_ids, image, text, similarity) -> None:
         self.pair_ids, self.image_embeddings = pair_ids, image
         self.text_embeddings, self.similarity = text, similarity
-
-
-class LocalFolder:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-
-    def open(self, name: str, mode: str = "rb"):
-        return open(self.path / name, mode)
 
 
 def _batches(count: int, size: int, seed: int = 0) -> list[Batch]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import posixpath
-import tarfile
 
 from PIL import Image, ImageFilter
 
@@ -20,7 +18,7 @@ from laion_assets.pipeline.core.manifests import (
     read_current,
 )
 from laion_assets.pipeline.core.store import DatasetStore
-from laion_assets.pipeline.formats.webdataset import url_key
+from laion_assets.pipeline.formats.webdataset import image_members, url_key
 
 THUMB = 64  # pixels, the longer side
 PASSED = 6  # thumbnails of passed pairs
@@ -83,11 +81,9 @@ def _tar_members(store: DatasetStore, tars: list[str]) -> dict[str, tuple[str, i
     """Image members of the shard's tars by key: (tar, data offset, size)."""
     members = {}
     for tar in tars:
-        with store.open(tar) as handle, tarfile.open(fileobj=handle, mode="r:") as archive:
-            for member in archive:
-                stem, _, ext = posixpath.basename(member.name).partition(".")
-                if member.isfile() and ext not in ("json", "txt"):
-                    members[stem] = (tar, member.offset_data, member.size)
+        with store.open(tar) as handle:
+            members.update({key: (tar, offset, size)
+                            for key, (offset, size) in image_members(handle).items()})
     return members
 
 

@@ -20,8 +20,6 @@ import base64
 import binascii
 import hmac
 import json
-import posixpath
-import tarfile
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,8 +32,14 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from laion_assets.explorer.pages import NEVER_SHOWN_RULES, audit_page, home_page
+from laion_assets.pipeline.core.manifests import (
+    DownloadedImagesManifest,
+    ExtractedPairsManifest,
+    SafetyFilteredPairsManifest,
+    read_current,
+)
 from laion_assets.pipeline.core.store import DatasetStore
-from laion_assets.pipeline.formats.webdataset import url_key
+from laion_assets.pipeline.formats.webdataset import image_members, url_key
 from laion_assets.pipeline.release.knn import KnnIndex, load_index
 from laion_assets.pipeline.release.provenance import ProvenanceError, trace
 from laion_assets.pipeline.release.publish import latest_release, read_release
@@ -212,13 +216,13 @@ class Explorer:
     def _read_exclusions(self) -> list[dict]:
         out = []
         for source in self.release.source_shards:
-            safety = self.store.current("safety_filtered_pairs", source.shard)
-            extracted = self.store.current("extracted_pairs", source.shard)
+            safety = read_current(self.store, SafetyFilteredPairsManifest, source.shard)
+            extracted = read_current(self.store, ExtractedPairsManifest, source.shard)
             if safety is None or extracted is None:
                 continue
-            table = self.store.read_parquet(safety["files"]["exclusions.parquet"],
+            table = self.store.read_parquet(safety.exclusions_file,
                                             columns=["pair_id", "rule", "detail"]).to_pylist()
-            pairs = self.store.read_parquet(extracted["file"],
+            pairs = self.store.read_parquet(extracted.file,
                                             columns=["pair_id", "url", "text"]).to_pylist()
             by_id = {p["pair_id"]: p for p in pairs}
             for row in table:
@@ -244,18 +248,18 @@ class Explorer:
 
     def has_image(self, shard: str, key: str) -> bool:
         """Whether the shard's stored tars hold an image under `key` (not a hash-listed one)."""
-        manifest = self.store.current("downloaded_images", shard)
+        manifest = read_current(self.store, DownloadedImagesManifest, shard)
         return (shard, key) not in self.hidden_keys and manifest is not None and any(
-            key in self._members(tar) for tar in manifest.get("tars", []))
+            key in self._members(tar) for tar in manifest.tars)
 
     def image(self, shard: str, key: str) -> bytes | None:
         """The stored resized image of `key` in `shard`, or None (never a hash-listed one)."""
         if (shard, key) in self.hidden_keys:
             return None
-        manifest = self.store.current("downloaded_images", shard)
+        manifest = read_current(self.store, DownloadedImagesManifest, shard)
         if manifest is None:
             return None
-        for tar in manifest.get("tars", []):
+        for tar in manifest.tars:
             members = self._members(tar)
             if key in members:
                 offset, size = members[key]
@@ -267,14 +271,8 @@ class Explorer:
     def _members(self, tar: str) -> dict[str, tuple[int, int]]:
         """Image members of a tar by key: (data offset, size), read once per tar."""
         if tar not in self._tar_members:
-            members = {}
-            with self.store.open(tar) as handle, tarfile.open(fileobj=handle, mode="r:") as t:
-                for m in t:
-                    base = posixpath.basename(m.name)
-                    stem, _, ext = base.partition(".")
-                    if m.isfile() and ext != "json":
-                        members[stem] = (m.offset_data, m.size)
-            self._tar_members[tar] = members
+            with self.store.open(tar) as handle:
+                self._tar_members[tar] = image_members(handle)
         return self._tar_members[tar]
 
     # -- removal --------------------------------------------------------------------------

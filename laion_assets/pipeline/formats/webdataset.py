@@ -95,6 +95,18 @@ def iter_tar_images(fileobj: IO[bytes]) -> Iterator[tuple[str, bytes, dict[str, 
             yield _sample(key, files)
 
 
+def image_members(fileobj: IO[bytes]) -> dict[str, tuple[int, int]]:
+    """Where each sample's image sits in a seekable tar: key -> (data offset, size), so one
+    image can be read without the rest (its `.json` and `.txt` are not images)."""
+    members = {}
+    with tarfile.open(fileobj=fileobj, mode="r:") as tar:
+        for member in tar:
+            key, ext = _split_name(member.name)
+            if member.isfile() and ext not in ("json", "txt"):
+                members[key] = (member.offset_data, member.size)
+    return members
+
+
 def _check_name(key: str, ext: str) -> None:
     if not KEY_PATTERN.fullmatch(key):
         raise ValueError(f"key must be 1-64 chars of [0-9A-Za-z_-], got {key!r}")

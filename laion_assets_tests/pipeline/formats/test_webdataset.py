@@ -4,7 +4,12 @@ import tarfile
 
 import pytest
 
-from laion_assets.pipeline.formats.webdataset import ImageTarWriter, iter_tar_images, url_key
+from laion_assets.pipeline.formats.webdataset import (
+    ImageTarWriter,
+    image_members,
+    iter_tar_images,
+    url_key,
+)
 
 SAMPLES = [
     (url_key("https://example.com/a.jpg"), b"\xff\xd8jpeg-a", {"caption": "a cat", "width": 3}),
@@ -116,3 +121,15 @@ def test_url_key_is_stable():
     assert url_key("https://example.com/images/cat.jpg?x=1") != "fcddd6cc7b2b4f58"
     key = url_key("https://例え.jp/画像.png")
     assert len(key) == 16 and int(key, 16) >= 0
+
+
+def test_image_members_locate_each_image_and_skip_its_json_and_caption():
+    buffer = io.BytesIO()
+    with ImageTarWriter(buffer) as tar:
+        for key, image, meta in SAMPLES:
+            tar.add(key, image, meta, caption=meta["caption"])
+    members = image_members(io.BytesIO(buffer.getvalue()))
+    assert list(members) == [key for key, _, _ in SAMPLES]
+    for key, image, _ in SAMPLES:
+        offset, size = members[key]
+        assert buffer.getvalue()[offset:offset + size] == image

@@ -63,7 +63,8 @@ def _resources(settings: Settings, safety_policy: SafetyPolicyResource | None) -
     overrides = settings.resource_overrides()
     return {
         "dataset_store": DatasetStoreResource(root=settings.store,
-                                              s3_endpoint=settings.s3_endpoint),
+                                              s3_endpoint=settings.s3_endpoint,
+                                              **overrides.get("dataset_store", {})),
         "crawl_drops": CrawlDropsResource(location=settings.drops,
                                           s3_endpoint=settings.s3_endpoint,
                                           **overrides.get("crawl_drops", {})),

@@ -29,6 +29,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 # setting -> (resource key, resource field): passed to the resource only when set
 RESOURCE_FIELDS: dict[str, tuple[str, str]] = {
+    "explorer_url": ("dataset_store", "explorer_url"),
     "shard_size": ("crawl_drops", "shard_size"),
     "listing_base": ("crawl_drops", "listing_base"),
     "fetch_sources": ("image_fetcher", "sources"),
@@ -64,6 +65,8 @@ class Settings(BaseSettings):
     drops: str = Field("", description="where the sensor looks for crawl drops (folder or "
                        "s3:// prefix); default $VAR/drops")
     s3_endpoint: str | None = Field(None, description="S3-compatible endpoint; unset: AWS")
+    explorer_url: str | None = Field(None, description="where `laion-assets explore` is "
+                                     "served (metadata links); unset: http://127.0.0.1:8765")
     shard_size: int | None = Field(None, description="WARC files per shard (~64 for CC)")
     listing_base: str | None = Field(None, description="base of listing paths; unset: the "
                                      "drop's folder (s3://commoncrawl/ for Common Crawl)")

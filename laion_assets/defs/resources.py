@@ -1,11 +1,13 @@
 """Resources: the dataset store, crawl drops, the image fetcher, CLIP, the safety policy."""
 
 from functools import cache
+from urllib.parse import urlencode
 
-from dagster import Config, ConfigurableResource, InitResourceContext
+from dagster import Config, ConfigurableResource, InitResourceContext, MetadataValue
 from pydantic import Field
 
 from laion_assets.defs.library_fields import library_field, library_values
+from laion_assets.explorer.cli import DEFAULT_PORT
 from laion_assets.pipeline.captions.generate import CaptionConfig, Captioner, load_captioner
 from laion_assets.pipeline.core.store import GC_GRACE_SECONDS, DatasetStore
 from laion_assets.pipeline.download.images import ImagePolicy
@@ -27,6 +29,8 @@ from laion_assets.pipeline.scoring.clip import ClipModelSpec, ClipScorer, load_c
 from laion_assets.pipeline.shards.drops import CrawlDrop, list_drops
 from laion_assets.settings import storage_options
 
+EXPLORER_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+
 
 class DatasetStoreResource(ConfigurableResource):
     """Where every stage writes: a local folder, or `s3://bucket/prefix` through s3fs."""
@@ -40,8 +44,18 @@ class DatasetStoreResource(ConfigurableResource):
         "once it was not written to for this long (it may belong to a run still writing)"
     )
 
+    explorer_url: str = Field(
+        default=EXPLORER_URL, description="where `laion-assets explore` serves this store: "
+        "the release and safety materializations link to it"
+    )
+
     def store(self) -> DatasetStore:
         return DatasetStore(self.root, storage_options(self.s3_endpoint), self.gc_grace_seconds)
+
+    def explorer_link(self, path: str, **query: str) -> MetadataValue:
+        """A link to a page of the audit explorer (`/` search, `/audit` exclusions)."""
+        url = self.explorer_url.rstrip("/") + path
+        return MetadataValue.url(f"{url}?{urlencode(query)}" if query else url)
 
 
 class CrawlDropsResource(ConfigurableResource):

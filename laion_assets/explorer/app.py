@@ -395,7 +395,7 @@ def build_app(explorer: Explorer) -> Starlette:
         return _json({"metadata": out})
 
     async def home(request: Request) -> Response:
-        return HTMLResponse(home_page(ex))
+        return HTMLResponse(home_page(ex, request.query_params.get("release")))
 
     async def audit(request: Request) -> Response:
         return HTMLResponse(audit_page(ex, request.query_params.get("rule"),

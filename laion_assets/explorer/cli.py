@@ -6,6 +6,7 @@ import argparse
 import os
 
 TOKEN_ENV = "LAION_ASSETS_OPERATOR_TOKEN"
+DEFAULT_PORT = 8765
 
 
 def add_explore_command(sub) -> None:
@@ -13,7 +14,7 @@ def add_explore_command(sub) -> None:
                        "(search, thumbnails, provenance, exclusions by rule)")
     p.add_argument("--release", default="laion-assets",
                    help="NAME or NAME@vN (default: the latest version)")
-    p.add_argument("--port", type=int, default=8765, help="port to listen on")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--store", default=None, help="dataset store root (default: the settings')")
     p.add_argument("--operator-token", default=None,

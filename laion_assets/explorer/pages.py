@@ -154,13 +154,33 @@ async function requestRemoval(row){
 """
 
 
-def home_page(ex: Explorer) -> str:
+def other_release(ex: Explorer, requested: str | None) -> str:
+    """A notice when a link asked for another release version than the one served."""
+    from laion_assets.explorer.app import parse_release  # app imports this module
+
+    if not requested:
+        return ""
+    try:
+        name, version = parse_release(requested)
+    except ValueError as exc:
+        return f'<div class="banner" id="other-release">{html.escape(str(exc))}</div>'
+    if name == ex.name and version in (None, ex.version):
+        return ""
+    wanted = f"{name}@v{version}" if version else name
+    return (f'<div class="banner" id="other-release">The link asked for '
+            f"<b>{html.escape(wanted)}</b>; this explorer serves {html.escape(ex.name)} "
+            f"v{ex.version}. Start <code>laion-assets explore --release "
+            f"{html.escape(wanted)}</code> to see it.</div>")
+
+
+def home_page(ex: Explorer, requested: str | None = None) -> str:
     title = f"{html.escape(ex.name)} v{ex.version}"
     dagster = json.dumps(ex.dagster_url or "").replace("<", "\\u003c")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}: explorer</title>
 <style>{STYLE}</style></head><body>
 <h1>{title} <small>({ex.release.rows} rows)</small></h1>
 <p><a href="/audit">Audit: exclusions by rule</a></p>
+{other_release(ex, requested)}
 {banner(ex)}
 {_filters(ex)}
 <div class="grid" id="grid"></div>
@@ -199,9 +219,15 @@ def audit_page(ex: Explorer, only: str | None, shard: str | None = None) -> str:
         cells = "".join(_excluded_cell(ex, e, rule) for e in items)
         sections.append(f'{head}<div class="grid">{cells}</div>')
     scope = f" (shard {html.escape(shard)})" if shard else ""
+    notice = ""
+    if shard and shard not in {s.shard for s in ex.release.source_shards}:
+        notice = (f'<p class="banner" id="not-a-source">Shard {html.escape(shard)} is not a '
+                  "source of this version: its exclusions show in the explorer of a version "
+                  "that holds it.</p>")
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>{html.escape(ex.name)} v{ex.version}: audit</title><style>{STYLE}</style></head><body>
 <h1>Exclusions in the source shards of {html.escape(ex.name)} v{ex.version}{scope}</h1>
+{notice}
 <p><a href="/">search</a>. Images excluded for NSFW are blurred until clicked; images matched
 by a hash list are never shown.</p>
 <table><tr><th>rule</th><th>pairs</th></tr>{rows}</table>{"".join(sections)}</body></html>"""

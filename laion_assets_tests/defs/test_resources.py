@@ -30,7 +30,7 @@ LIBRARY_BACKED = [ImageFetcherResource, ClipModelResource, SafetyPolicyResource,
                   CaptionModelResource, ExtractPairsConfig]
 # Fields with no library config behind them: where the data is, how drops become shards.
 RESOURCE_ONLY = {
-    DatasetStoreResource: {"root", "s3_endpoint", "gc_grace_seconds"},
+    DatasetStoreResource: {"root", "s3_endpoint", "gc_grace_seconds", "explorer_url"},
     CrawlDropsResource: {"location", "shard_size", "listing_base", "s3_endpoint"},
 }
 
@@ -150,3 +150,15 @@ def test_production_env_repeats_no_default(tmp_path):
             continue
         changed = _resources(Settings(**{**base, name: value}))
         assert changed != default, f"{variable}={value} is the default"
+
+
+def test_the_explorer_url_reaches_the_store_resource(monkeypatch, tmp_path):
+    monkeypatch.setenv(f"{PREFIX}VAR", str(tmp_path))
+    store = build_definitions(Settings()).resources["dataset_store"]
+    assert store.explorer_url == "http://127.0.0.1:8765"
+    assert store.explorer_link("/audit", shard="a/b").url == \
+        "http://127.0.0.1:8765/audit?shard=a%2Fb"
+    monkeypatch.setenv(f"{PREFIX}EXPLORER_URL", "https://audit.example.org/explore/")
+    store = build_definitions(Settings()).resources["dataset_store"]
+    assert store.explorer_link("/", release="x@v2").url == \
+        "https://audit.example.org/explore/?release=x%40v2"

@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import numpy as np
 import pytest
+from dagster import AssetKey, AssetRecordsFilter, UrlMetadataValue
 from starlette.testclient import TestClient
 
 from laion_assets.explorer.app import Explorer, build_app, parse_release
@@ -219,3 +221,35 @@ def test_search_by_an_uploaded_image_finds_the_row_it_came_from(client, explorer
     assert knn[0]["id"] == row["row"]
     bad = client.post("/api/search", content=b"not an image")
     assert bad.status_code == 400 and "not an image that decodes" in bad.json()["error"]
+
+
+def test_a_link_to_another_version_says_which_is_served(client):
+    assert 'id="other-release"' not in client.get("/", params={"release": f"{NAME}@v1"}).text
+    page = client.get("/", params={"release": f"{NAME}@v7"}).text
+    assert 'id="other-release"' in page
+    assert f"laion-assets explore --release {NAME}@v7" in page
+
+
+def test_the_audit_view_of_a_shard_outside_the_version_says_so(client, explorer):
+    source = explorer.release.source_shards[0].shard
+    assert 'id="not-a-source"' not in client.get("/audit", params={"shard": source}).text
+    page = client.get("/audit", params={"shard": "CC-MAIN-2099-99/shard-00000"}).text
+    assert 'id="not-a-source"' in page and "CC-MAIN-2099-99/shard-00000" in page
+
+
+def test_the_dagster_materializations_link_to_the_explorer(sample_release, explorer_instance,
+                                                             explorer):
+    """The release links to its version's search page, each safety materialization to its
+    shard's audit view, at the deployment's explorer URL."""
+    base = sample_release.defs.resources["dataset_store"].explorer_url.rstrip("/")
+    event = explorer_instance.get_latest_materialization_event(AssetKey("release"))
+    link = event.asset_materialization.metadata["explore"]
+    assert isinstance(link, UrlMetadataValue)
+    assert link.url == f"{base}/?release={NAME}%40v{explorer.version}"
+    for source in explorer.release.source_shards:
+        records = explorer_instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("safety_filtered_pairs"),
+                               asset_partitions=[source.shard]), limit=1).records
+        audit = records[0].asset_materialization.metadata["audit"]
+        query = urllib.parse.urlencode({"shard": source.shard})
+        assert audit.url == f"{base}/audit?{query}"

@@ -97,7 +97,10 @@ def release(context: AssetExecutionContext, config: ReleaseRunConfig,
     manifest = ReleaseManifest.from_json(publish_release(store, config.release_config(), ctx))
     context.log.info("published %s v%d: %d rows", manifest.name, manifest.version,
                      manifest.rows)
-    return MaterializeResult(metadata=release_metadata(store, manifest))
+    return MaterializeResult(metadata={
+        **release_metadata(store, manifest),
+        "explore": dataset_store.explorer_link("/", release=f"{manifest.name}@v{manifest.version}"),
+    })
 
 
 def release_metadata(store, manifest: ReleaseManifest) -> dict:

@@ -68,7 +68,8 @@ def safety_filtered_pairs(
     return shard_run.result(manifest, {
         **_metadata(manifest), "takedowns": len(ledger),
         "thresholds": MetadataValue.json(policy.thresholds()),
-        "images": MetadataValue.md(shard_grid_md(shard_run.store, manifest))})
+        "images": MetadataValue.md(shard_grid_md(shard_run.store, manifest)),
+        "audit": dataset_store.explorer_link("/audit", shard=context.partition_key)})
 
 
 def _metadata(manifest: SafetyFilteredPairsManifest) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
 import pyarrow as pa
@@ -20,7 +20,7 @@ from laion_assets.pipeline.extract.language import LanguageIdentifier
 from laion_assets.pipeline.extract.pairs import EXTRACTED_PAIRS_SCHEMA, pair_id
 from laion_assets.pipeline.extract.text import normalize_alt
 from laion_assets.pipeline.formats.charset import html_for_parser
-from laion_assets.pipeline.formats.html import choose_url, dimension, image_attributes
+from laion_assets.pipeline.formats.html import choose_url_host, dimension, image_attributes
 from laion_assets.pipeline.formats.http import (
     HttpParseError,
     charset_of,
@@ -28,10 +28,11 @@ from laion_assets.pipeline.formats.http import (
     mime_type_of,
     parse_response_head,
 )
-from laion_assets.pipeline.formats.urls import UrlRejected, domain_of, normalize
+from laion_assets.pipeline.formats.urls import UrlRejected, normalize
 from laion_assets.pipeline.formats.warc import WarcRecord, WarcSkip, iter_warc
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+_EPOCH, _MILLISECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(milliseconds=1)
 BUCKET_INPUT_BYTES = 64 << 20  # one dedup bucket per 64 MiB of compressed WARC input
 MAX_BUCKETS = 256  # open spill files at once
 MAX_RECORDED_SKIPS = 100
@@ -73,6 +74,13 @@ class Page:
     record_id: str
     capture_time: datetime | None
     offset: int
+
+    @property
+    def capture_ms(self) -> int | None:
+        """`capture_time` as the parquet column stores it (ms since the epoch, UTC)."""
+        if self.capture_time is None:
+            return None
+        return (self.capture_time - _EPOCH) // _MILLISECOND
 
 
 class PairExtractor:
@@ -173,7 +181,7 @@ class PairExtractor:
         base_url, images = image_attributes(page.html, page.url)
         stats.counts["candidates"] += len(images)
         provenance = (self.crawl, self.shard, warc_file, page.offset, page.record_id, page.url,
-                      page.capture_time)
+                      page.capture_ms)
         for attrs in images:
             alt = attrs.get("alt")
             if not alt:
@@ -184,7 +192,7 @@ class PairExtractor:
             if not length or length < min_chars or length > max_chars:
                 dropped[_alt_reason(alt, config)] += 1
                 continue
-            url, source, reason = choose_url(attrs, base_url)
+            url, host, source, reason = choose_url_host(attrs, base_url)
             width = height = None
             if reason is None and ("width" in attrs or "height" in attrs):
                 width, height = dimension(attrs, "width"), dimension(attrs, "height")
@@ -193,7 +201,7 @@ class PairExtractor:
             if reason is not None:
                 dropped[reason] += 1
                 continue
-            count_domain(domain_of(url))
+            count_domain(host)
             yield (pair_id(url, alt), url, alt, None, None, source, width, height, *provenance)
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from laion_assets.pipeline.formats.html_tokens import scan
-from laion_assets.pipeline.formats.urls import UrlRejected, resolve
+from laion_assets.pipeline.formats.urls import UrlRejected, resolve, resolve_with_host
 
 LAZY_ATTRIBUTES = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-url")
 SRCSET_ATTRIBUTES = ("srcset", "data-srcset", "data-lazy-srcset")
+_URL_ATTRIBUTES = (*LAZY_ATTRIBUTES, "src")
 IMAGE_ATTRIBUTES = frozenset(
     ("alt", "src", "width", "height", *LAZY_ATTRIBUTES, *SRCSET_ATTRIBUTES)
 )
@@ -90,22 +91,29 @@ def raw_alt(attrs: dict[str, str | None]) -> str | None:
 
 def choose_url(attrs: dict[str, str | None], base_url: str) -> tuple[str | None, str, str | None]:
     """(url, the attribute it came from, reject reason): lazy attributes, src, then srcset."""
+    url, _, source, reason = choose_url_host(attrs, base_url)
+    return url, source, reason
+
+
+def choose_url_host(attrs: dict[str, str | None],
+                    base_url: str) -> tuple[str | None, str, str, str | None]:
+    """`choose_url` with the URL's host as its second item ("" when there is no URL)."""
     first_reason = None
-    for name in (*LAZY_ATTRIBUTES, "src"):
+    for name in _URL_ATTRIBUTES:
         value = attrs.get(name)
         if value:
             try:
-                return resolve(value, base_url), name, None
+                return *resolve_with_host(value, base_url), name, None
             except UrlRejected as exc:
                 first_reason = first_reason or exc.reason
     for name in SRCSET_ATTRIBUTES:
         value = attrs.get(name)
         if value:
             try:
-                return resolve(widest_candidate(value), base_url), name, None
+                return *resolve_with_host(widest_candidate(value), base_url), name, None
             except UrlRejected as exc:
                 first_reason = first_reason or exc.reason
-    return None, "", first_reason or "no_src"
+    return None, "", "", first_reason or "no_src"
 
 
 def widest_candidate(srcset: str) -> str:

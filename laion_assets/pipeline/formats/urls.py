@@ -12,6 +12,9 @@ from ada_url._ada_wrapper import ffi, lib
 
 MAX_URL_CHARS = 2048
 _SCHEMES = ("http://", "https://")
+_SPACES = " \t\n\r\x0c"
+_parse_with_base, _is_valid, _get_href = lib.ada_parse_with_base, lib.ada_is_valid, lib.ada_get_href
+_free, _unpack = lib.ada_free, ffi.unpack
 
 
 class UrlRejected(ValueError):
@@ -24,7 +27,12 @@ class UrlRejected(ValueError):
 
 def resolve(raw: str, base: str) -> str:
     """Resolve `raw` (an attribute value) against `base`, then normalise; raises UrlRejected."""
-    value = raw.strip(" \t\n\r\x0c")
+    return resolve_with_host(raw, base)[0]
+
+
+def resolve_with_host(raw: str, base: str) -> tuple[str, str]:
+    """`resolve`, and the URL's host (`domain_of` of it), found on the way."""
+    value = raw.strip(_SPACES)
     if not value:
         raise UrlRejected("no_src", raw)
     if value[:5].lower() == "data:":
@@ -42,7 +50,7 @@ def normalize(url: str) -> str:
         absolute = join_url(url, "")
     except ValueError as exc:
         raise UrlRejected("invalid_url", url) from exc
-    return _checked(absolute, url)
+    return _checked(absolute, url)[0]
 
 
 def join_url(base: str, value: str) -> str:
@@ -52,22 +60,26 @@ def join_url(base: str, value: str) -> str:
         value_bytes, base_bytes = value.encode(), base.encode()
     except UnicodeEncodeError:
         raise ValueError("Invalid URL") from None
-    url = lib.ada_parse_with_base(value_bytes, len(value_bytes), base_bytes, len(base_bytes))
+    url = _parse_with_base(value_bytes, len(value_bytes), base_bytes, len(base_bytes))
     try:
-        if not lib.ada_is_valid(url):
+        if not _is_valid(url):
             raise ValueError("Invalid URL")
-        href = lib.ada_get_href(url)
-        return ffi.unpack(href.data, href.length).decode() if href.length else ""
+        href = _get_href(url)
+        length = href.length
+        return _unpack(href.data, length).decode() if length else ""
     finally:
-        lib.ada_free(url)
+        _free(url)
 
 
-def _checked(absolute: str, original: str) -> str:
+def _checked(absolute: str, original: str) -> tuple[str, str]:
+    """(the URL without its fragment, its host) or UrlRejected."""
     if not absolute.startswith(_SCHEMES):
         raise UrlRejected("unsupported_scheme", original)
     cut = absolute.find("#")
     out = absolute if cut < 0 else absolute[:cut]
-    authority = _authority(out)
+    start = out.find("//") + 2
+    slash = out.find("/", start)
+    authority = out[start:] if slash < 0 else out[start:slash]
     if "@" in authority:  # published credentials would leak; fetchers refuse them too
         raise UrlRejected("credentials_in_url", original)
     host = _host(authority)
@@ -78,7 +90,7 @@ def _checked(absolute: str, original: str) -> str:
         raise UrlRejected("invalid_url", original)
     if len(out) > MAX_URL_CHARS:
         raise UrlRejected("url_too_long", original)
-    return out
+    return out, host
 
 
 def _authority(url: str) -> str:

@@ -10,6 +10,7 @@ from laion_assets.pipeline.formats.urls import (
     domain_of,
     normalize,
     resolve,
+    resolve_with_host,
 )
 
 BASE = "https://www.example.com/dir/page.html?q=1"
@@ -137,3 +138,15 @@ def test_join_url_is_ada_join_url(value):
             return "ValueError"
 
     assert outcome(join_url) == outcome(ada_url.join_url)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["img/a.jpg", "//CDN.Example.net/x.png", "http://example.com./a.jpg",
+     "https://bücher.example:8443/bild.jpg", "http://[::1]:8080/a.png", "http://a.:81/b",
+     "https://example.com:443/a.jpg#f"],
+)
+def test_resolve_with_host_gives_the_url_and_its_domain(raw):
+    """The extraction hot path takes the host from the resolution instead of re-reading it."""
+    url = resolve(raw, BASE)
+    assert resolve_with_host(raw, BASE) == (url, domain_of(url))

@@ -18,12 +18,13 @@ class KnnIndexConfig(Config):
 @asset(
     deps=[release],
     group_name="release",
-    kinds={"usearch"},
+    kinds={"faiss"},
     owners=["team:dataset-builders"],
-    description="A usearch HNSW index (cosine, float16) over a release version's image "
-    "embeddings, stored under knn/<name>/v<NNNN>/ beside the version (whose manifest is not "
-    "touched), with the row mapping into the version's parts; served memory-mapped by "
-    "`laion-assets explore`.",
+    description="A faiss IVF index (inner product on unit vectors, float16 codes; one list "
+    "for small releases, so exact) over a release version's image embeddings, stored under "
+    "knn/<name>/v<NNNN>/ beside the version (whose manifest is not touched), with the row "
+    "mapping into the version's parts; built batch by batch into on-disk lists, served "
+    "memory-mapped by `laion-assets explore`.",
 )
 def knn_index(context: AssetExecutionContext, config: KnnIndexConfig,
               dataset_store: DatasetStoreResource) -> MaterializeResult:
@@ -38,7 +39,7 @@ def knn_index(context: AssetExecutionContext, config: KnnIndexConfig,
         "name": config.name, "version": version, "dagster/row_count": manifest["rows"],
         "dim": manifest["dim"], "library": manifest["library"],
         "params": MetadataValue.json(manifest["params"]),
-        "index": MetadataValue.path(store.uri(manifest["index_file"])),
+        "index": MetadataValue.path(store.uri(manifest["index_file"] or manifest["rows_file"])),
         "explore": MetadataValue.md(
             f"`laion-assets explore --release {config.name}@v{version}`"),
     })

@@ -1,14 +1,24 @@
 """The kNN index of a release version: planted vectors, recall against exact search, row
-mapping across parts (one of them empty), atomic commit beside the version."""
+mapping across parts (one of them empty), atomic commit beside the version, lists served
+memory-mapped, a build in several batches, an object store."""
 
+from pathlib import Path
+
+import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from laion_assets.pipeline.core.store import DatasetStore, StoreError
+from laion_assets.pipeline.release import knn
 from laion_assets.pipeline.release.knn import build_index, load_index, read_index_manifest
 from laion_assets.pipeline.release.publish import MANIFEST, version_folder
+from laion_assets.settings import storage_options
+from laion_assets_tests import s3 as s3_server
+
+moto_endpoint = s3_server.moto_endpoint
+s3 = s3_server.s3
 
 NAME = "planted"
 PART_ROWS = (1200, 0, 800)
@@ -21,15 +31,13 @@ def _unit(rng, n):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-@pytest.fixture(scope="module")
-def release(tmp_path_factory):
+def _write_release(store, part_rows=PART_ROWS):
     """Version 1 of a release written in the release layout: data parts with `hash`, and
-    float16 `img_emb` parts row-aligned with them."""
-    store = DatasetStore(str(tmp_path_factory.mktemp("knn")))
+    float16 `img_emb` parts row-aligned with them; returns the vectors and hashes."""
     rng = np.random.default_rng(7)
     folder = version_folder(NAME, 1)
     vectors, hashes = [], []
-    for part, n in enumerate(PART_ROWS):
+    for part, n in enumerate(part_rows):
         emb = _unit(rng, n).astype(np.float16)
         ids = rng.integers(-(1 << 62), 1 << 62, n, dtype=np.int64)
         with store.open(f"{folder}/img_emb/part-{part:05d}.npy", "wb") as handle:
@@ -39,10 +47,17 @@ def release(tmp_path_factory):
         vectors.append(emb)
         hashes.append(ids)
     store.create_json(f"{folder}/{MANIFEST}", {"name": NAME, "version": 1, "folder": folder,
-                                               "rows": sum(PART_ROWS),
-                                               "parts": len(PART_ROWS)})
+                                               "rows": sum(part_rows),
+                                               "parts": len(part_rows)})
+    return np.concatenate(vectors), np.concatenate(hashes)
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    store = DatasetStore(str(tmp_path_factory.mktemp("knn")))
+    vectors, hashes = _write_release(store)
     manifest = build_index(store, NAME, 1, threads=1)
-    return store, manifest, np.concatenate(vectors), np.concatenate(hashes)
+    return store, manifest, vectors, hashes
 
 
 def test_a_planted_vector_comes_back_first_with_its_part_and_hash(release):
@@ -76,7 +91,20 @@ def test_the_index_is_committed_beside_the_version_not_inside_it(release):
     assert store.listdir(version_folder(NAME, 1)) == ["data", "img_emb", MANIFEST]
     rows = store.read_parquet(manifest["rows_file"])
     assert rows.column("row").to_pylist() == list(range(sum(PART_ROWS)))
-    assert manifest["params"]["dtype"] == "f16" and manifest["library"].startswith("usearch")
+    assert manifest["params"]["dtype"] == "f16" and manifest["library"].startswith("faiss")
+    attempt = store.path(manifest["folder"])
+    assert sorted(p.name for p in Path(attempt).iterdir()) == [
+        knn.INDEX_FILE, knn.LISTS_FILE, knn.ROWS_FILE]
+
+
+def test_the_lists_are_served_memory_mapped_from_the_store(release):
+    """The inverted lists (the float16 codes) stay in `image.ivfdata`, mapped, not loaded."""
+    store, manifest, _, _ = release
+    index = load_index(store, NAME, 1)
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index.index).invlists)
+    assert isinstance(lists, faiss.OnDiskInvertedLists)
+    assert lists.filename == store.path(manifest["lists_file"])
+    assert faiss.extract_index_ivf(index.index).nprobe == manifest["params"]["nprobe"]
 
 
 def test_a_version_without_an_index_says_so(release):
@@ -93,3 +121,52 @@ def test_a_rows_stored_vector_is_its_embedding(release):
         assert np.array_equal(index.vector(row), vectors[row].astype(np.float32))
     with pytest.raises(IndexError, match="row 2000 is not in the index"):
         index.vector(2000)
+
+
+def _search_rows(index, queries, k=10):
+    return [index.search(q[None, :].astype(np.float32), k)[1][0].tolist() for q in queries]
+
+
+def test_a_build_in_many_batches_finds_what_one_batch_finds(release, tmp_path, monkeypatch):
+    """Batches written apart and merged on disk give the same index as one batch."""
+    _, _, vectors, _ = release
+    parts = [vectors[:700], vectors[700:]]
+    one, many = tmp_path / "one", tmp_path / "many"
+    one.mkdir(), many.mkdir()
+    knn.build_ivf(lambda: parts, len(vectors), DIM, str(one), threads=1)
+    monkeypatch.setattr(knn, "BLOCK_ROWS", 128)
+    monkeypatch.setattr(knn, "BATCH_CODE_BYTES", 300 * DIM * 2)
+    knn.build_ivf(lambda: parts, len(vectors), DIM, str(many), threads=1, work_dir=str(tmp_path))
+    queries = vectors[::97]
+    assert _search_rows(knn.open_ivf(str(one), 8), queries) == _search_rows(
+        knn.open_ivf(str(many), 8), queries)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many", "one"]  # scratch removed
+
+
+def test_vectors_fewer_than_announced_are_refused(tmp_path):
+    vectors = np.ones((10, DIM), np.float16)
+    with pytest.raises(ValueError, match="hold 10 rows, not the 12 announced"):
+        knn.build_ivf(lambda: [vectors], 12, DIM, str(tmp_path))
+
+
+def test_a_release_without_rows_has_an_empty_index(tmp_path):
+    store = DatasetStore(str(tmp_path))
+    _write_release(store, part_rows=(0,))
+    manifest = build_index(store, NAME, 1)
+    assert manifest["rows"] == 0 and manifest["index_file"] == ""
+    index = load_index(store, NAME, 1)
+    assert len(index) == 0 and index.search(np.ones(DIM, np.float32)) == []
+
+
+def test_an_index_in_an_object_store_is_fetched_to_the_cache(s3, tmp_path):
+    store = DatasetStore(f"s3://{s3.bucket()}/store", storage_options(s3.endpoint))
+    vectors, hashes = _write_release(store, part_rows=(300, 200))
+    manifest = build_index(store, NAME, 1, threads=1)
+    assert s3.keys(f"s3://{store.path(manifest['lists_file'])}")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    index = load_index(store, NAME, 1, cache_dir=str(cache))
+    assert sorted(p.name for p in cache.iterdir()) == [knn.INDEX_FILE, knn.LISTS_FILE]
+    hit = index.search(vectors[450].astype(np.float32), k=3)[0]
+    assert (hit.row, hit.part, hit.part_row, hit.hash) == (450, 1, 150, hashes[450])
+    assert np.array_equal(index.vector(450), vectors[450].astype(np.float32))

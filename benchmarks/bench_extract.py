@@ -144,10 +144,11 @@ def _run_laion(path: str, profile: bool, uncached_language: bool,
                python_scanner: bool = False) -> dict:
     from laion_assets.pipeline.extract import stage as extract_mod
     from laion_assets.pipeline.extract.stage import extract_shard
-    from laion_assets.pipeline.formats import html_tokens
+    from laion_assets.pipeline.formats import html, html_tokens
 
     if python_scanner:  # the fallback where the _html_scan extension is not built
         html_tokens._compiled = None
+        html._first_url = None
     elif html_tokens._compiled is None:
         raise SystemExit("the _html_scan extension is not built (uv sync builds it)")
 

@@ -10,6 +10,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#include <stdint.h>
 
 static PyObject *decode_value_fn, *font_breaks_out_fn, *html_encoding_fn;
 
@@ -731,12 +732,142 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* -- URL choice: html.choose_url_host's lazy-attribute/src loop, through ada's C API ------
+ *
+ * ada_url's cffi module is a dependency; its C functions' addresses are handed over once
+ * (`bind_ada`), so a candidate's URL is resolved, checked and sliced without a Python call.
+ * The rules are urls.resolve_with_host's; whatever this code would read differently from
+ * Python (a value that is not UTF-8, a non-ASCII href, a host ending in ".") makes
+ * `first_url` return None and the caller runs the Python loop instead.
+ */
+typedef struct { const char *data; size_t length; } AdaString;
+typedef void *(*AdaParseWithBase)(const char *, size_t, const char *, size_t);
+typedef _Bool (*AdaIsValid)(void *);
+typedef AdaString (*AdaGetHref)(void *);
+typedef void (*AdaFree)(void *);
+static AdaParseWithBase ada_parse_with_base;
+static AdaIsValid ada_is_valid;
+static AdaGetHref ada_get_href;
+static AdaFree ada_free;
+static Py_ssize_t max_url_chars;
+
+enum { URL_OK, URL_REJECTED, URL_FALLBACK };
+
+/* The host of an authority, as urls._host: "[v6]" kept with its brackets, else up to the
+ * last ':'. Sets *host_len; returns its start. */
+static const char *host_of(const char *a, size_t n, size_t *host_len) {
+    if (n && a[0] == '[') {
+        const char *close = memchr(a, ']', n);
+        *host_len = close ? (size_t)(close - a) + 1 : 0;
+        return a;
+    }
+    size_t end = n;
+    while (end && a[end - 1] != ':') end--;
+    *host_len = end ? end - 1 : n;
+    return a;
+}
+
+static int resolve_value(const char *v, Py_ssize_t n, const char *base, Py_ssize_t base_len,
+                         PyObject **url, PyObject **host, const char **reason) {
+    while (n && is_ws((unsigned char)v[0])) { v++; n--; }
+    while (n && is_ws((unsigned char)v[n - 1])) n--;
+    if (!n) { *reason = "no_src"; return URL_REJECTED; }
+    if (n >= 5) {
+        int ascii = 1;
+        for (int i = 0; i < 5; i++) ascii &= (unsigned char)v[i] < 0x80;
+        if (ascii && PyOS_strnicmp(v, "data:", 5) == 0) { *reason = "data_uri"; return URL_REJECTED; }
+    }
+    void *parsed = ada_parse_with_base(v, (size_t)n, base, (size_t)base_len);
+    if (!ada_is_valid(parsed)) { ada_free(parsed); *reason = "invalid_url"; return URL_REJECTED; }
+    AdaString href = ada_get_href(parsed);
+    const char *s = href.data;
+    size_t len = href.length, start;
+    int status = URL_OK;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] >= 0x80) { status = URL_FALLBACK; goto done; }
+    if (len >= 7 && memcmp(s, "http://", 7) == 0) start = 7;
+    else if (len >= 8 && memcmp(s, "https://", 8) == 0) start = 8;
+    else { *reason = "unsupported_scheme"; status = URL_REJECTED; goto done; }
+    const char *hash = memchr(s, '#', len);
+    size_t out_len = hash ? (size_t)(hash - s) : len;
+    const char *slash = memchr(s + start, '/', out_len - start);
+    size_t authority_len = (slash ? (size_t)(slash - s) : out_len) - start;
+    if (memchr(s + start, '@', authority_len)) {
+        *reason = "credentials_in_url"; status = URL_REJECTED; goto done;
+    }
+    size_t host_len;
+    const char *h = host_of(s + start, authority_len, &host_len);
+    if (host_len && h[host_len - 1] == '.') { status = URL_FALLBACK; goto done; }
+    if (!host_len) { *reason = "invalid_url"; status = URL_REJECTED; goto done; }
+    if ((Py_ssize_t)out_len > max_url_chars) { *reason = "url_too_long"; status = URL_REJECTED; goto done; }
+    *url = PyUnicode_DecodeASCII(s, (Py_ssize_t)out_len, NULL);
+    *host = *url ? PyUnicode_DecodeASCII(h, (Py_ssize_t)host_len, NULL) : NULL;
+    if (!*host) { Py_CLEAR(*url); status = -1; }
+done:
+    ada_free(parsed);
+    return status;
+}
+
+static PyObject *first_url(PyObject *self, PyObject *args) {
+    PyObject *attrs, *names, *base;
+    if (!PyArg_ParseTuple(args, "O!O!U:first_url", &PyDict_Type, &attrs, &PyTuple_Type, &names,
+                          &base))
+        return NULL;
+    if (!ada_parse_with_base) Py_RETURN_NONE;
+    Py_ssize_t base_len;
+    const char *base_utf8 = PyUnicode_AsUTF8AndSize(base, &base_len);
+    if (!base_utf8) { PyErr_Clear(); Py_RETURN_NONE; }
+    const char *first_reason = NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        PyObject *value = PyDict_GetItemWithError(attrs, name);
+        if (!value) {
+            if (PyErr_Occurred()) return NULL;
+            continue;
+        }
+        if (value == Py_None) continue;
+        if (!PyUnicode_Check(value)) Py_RETURN_NONE;
+        if (PyUnicode_GET_LENGTH(value) == 0) continue;
+        Py_ssize_t n;
+        const char *v = PyUnicode_AsUTF8AndSize(value, &n);
+        if (!v) { PyErr_Clear(); Py_RETURN_NONE; }
+        PyObject *url = NULL, *host = NULL;
+        const char *reason = NULL;
+        int status = resolve_value(v, n, base_utf8, base_len, &url, &host, &reason);
+        if (status < 0) return NULL;
+        if (status == URL_FALLBACK) Py_RETURN_NONE;
+        if (status == URL_OK) return Py_BuildValue("(NNOO)", url, host, name, Py_None);
+        if (!first_reason) first_reason = reason;
+    }
+    if (!first_reason) return Py_BuildValue("(Oss O)", Py_None, "", "", Py_None);
+    return Py_BuildValue("(Osss)", Py_None, "", "", first_reason);
+}
+
+static PyObject *bind_ada(PyObject *self, PyObject *args) {
+    unsigned long long parse, valid, href, release;
+    Py_ssize_t max_chars;
+    if (!PyArg_ParseTuple(args, "KKKKn:bind_ada", &parse, &valid, &href, &release, &max_chars))
+        return NULL;
+    ada_parse_with_base = (AdaParseWithBase)(uintptr_t)parse;
+    ada_is_valid = (AdaIsValid)(uintptr_t)valid;
+    ada_get_href = (AdaGetHref)(uintptr_t)href;
+    ada_free = (AdaFree)(uintptr_t)release;
+    max_url_chars = max_chars;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(page, wanted=None) -> (base href or None, [attribute dicts of <img>/<image>]), "
      "or None where the pure-Python scanner must be used."},
     {"configure", configure, METH_VARARGS,
      "configure(decode_attribute_value, font_breaks_out, html_encoding): html_tokens' helpers."},
+    {"first_url", first_url, METH_VARARGS,
+     "first_url(attrs, names, base) -> (url, host, name, None) for the first of `names` that "
+     "resolves, (None, '', '', first reject reason or None) if none does, or None where the "
+     "Python loop must decide."},
+    {"bind_ada", bind_ada, METH_VARARGS,
+     "bind_ada(parse_with_base, is_valid, get_href, free, max_url_chars): ada's C functions."},
     {NULL, NULL, 0, NULL},
 };
 

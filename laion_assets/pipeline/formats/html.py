@@ -15,7 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from laion_assets.pipeline.formats.html_tokens import scan
-from laion_assets.pipeline.formats.urls import UrlRejected, resolve, resolve_with_host
+from laion_assets.pipeline.formats.urls import (
+    MAX_URL_CHARS,
+    UrlRejected,
+    ada_function_addresses,
+    resolve,
+    resolve_with_host,
+)
 
 LAZY_ATTRIBUTES = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-url")
 SRCSET_ATTRIBUTES = ("srcset", "data-srcset", "data-lazy-srcset")
@@ -98,14 +104,12 @@ def choose_url(attrs: dict[str, str | None], base_url: str) -> tuple[str | None,
 def choose_url_host(attrs: dict[str, str | None],
                     base_url: str) -> tuple[str | None, str, str, str | None]:
     """`choose_url` with the URL's host as its second item ("" when there is no URL)."""
-    first_reason = None
-    for name in _URL_ATTRIBUTES:
-        value = attrs.get(name)
-        if value:
-            try:
-                return *resolve_with_host(value, base_url), name, None
-            except UrlRejected as exc:
-                first_reason = first_reason or exc.reason
+    found = _first_url(attrs, _URL_ATTRIBUTES, base_url) if _first_url is not None else None
+    if found is None:  # not compiled, or a value the compiled loop leaves to Python
+        found = first_url(attrs, _URL_ATTRIBUTES, base_url)
+    if found[0] is not None:
+        return found
+    first_reason = found[3]
     for name in SRCSET_ATTRIBUTES:
         value = attrs.get(name)
         if value:
@@ -114,6 +118,21 @@ def choose_url_host(attrs: dict[str, str | None],
             except UrlRejected as exc:
                 first_reason = first_reason or exc.reason
     return None, "", "", first_reason or "no_src"
+
+
+def first_url(attrs: dict[str, str | None], names: tuple[str, ...],
+              base_url: str) -> tuple[str | None, str, str, str | None]:
+    """(url, host, attribute, None) for the first of `names` whose value resolves, else
+    (None, "", "", the first reject reason or None). `_html_scan.first_url` is its twin."""
+    first_reason = None
+    for name in names:
+        value = attrs.get(name)
+        if value:
+            try:
+                return *resolve_with_host(value, base_url), name, None
+            except UrlRejected as exc:
+                first_reason = first_reason or exc.reason
+    return None, "", "", first_reason
 
 
 def widest_candidate(srcset: str) -> str:
@@ -177,3 +196,12 @@ def dimension(attrs: dict[str, str | None], name: str) -> int | None:
     if value.isascii() and value.isdigit() and len(value) < 7:  # "²".isdigit() is True
         return int(value)
     return None
+
+
+try:  # the lazy-attribute/src loop in C, with ada's own functions (`_html_scan.first_url`)
+    from laion_assets.pipeline.formats import _html_scan
+except ImportError:  # pragma: no cover - a machine without a C compiler
+    _first_url = None
+else:
+    _html_scan.bind_ada(*ada_function_addresses(), MAX_URL_CHARS)
+    _first_url = _html_scan.first_url

@@ -99,6 +99,13 @@ def _authority(url: str) -> str:
     return url[start:] if end < 0 else url[start:end]
 
 
+def ada_function_addresses() -> tuple[int, int, int, int]:
+    """Addresses of ada's `parse_with_base`, `is_valid`, `get_href` and `free`, for compiled
+    code that resolves URLs with the same functions (`_html_scan.first_url`)."""
+    names = ("ada_parse_with_base", "ada_is_valid", "ada_get_href", "ada_free")
+    return tuple(int(ffi.cast("uintptr_t", ffi.addressof(lib, name))) for name in names)
+
+
 def domain_of(url: str) -> str:
     """The host of a normalised http(s) URL (for statistics and domain rules)."""
     return _host(_authority(url))

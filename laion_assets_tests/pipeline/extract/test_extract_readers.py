@@ -1,4 +1,4 @@
-"""Which build of the streaming tokenizer reads the pages (the compiled scanner, or its
+"""Which build of the streaming tokenizer and URL choice reads the pages (compiled, or the
 pure-Python fallback where the extension is not built) never changes a shard's rows or
 counts, and a hostile page in a shard is read in linear time."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from laion_assets.pipeline.extract.language import LanguageIdentifier
 from laion_assets.pipeline.extract.stage import ExtractConfig, extract_shard
-from laion_assets.pipeline.formats import html_tokens
+from laion_assets.pipeline.formats import html, html_tokens
 from laion_assets_tests.conftest import SHARED_WARCS
 from laion_assets_tests.pipeline.formats.test_warc import gz, http_block, warc_record
 
@@ -42,6 +42,8 @@ def test_compiled_and_python_scanners_give_the_same_shard(shard_files, monkeypat
     compiled = run(shard_files)
     assert len(compiled[0]) > 300 and compiled[1]["candidates"] > 2500
     monkeypatch.setattr(html_tokens, "_compiled", None)
+    assert run(shard_files) == compiled
+    monkeypatch.setattr(html, "_first_url", None)  # no extension at all: URL choice too
     assert run(shard_files) == compiled
 
 

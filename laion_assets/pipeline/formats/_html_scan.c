@@ -856,6 +856,104 @@ static PyObject *bind_ada(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* -- WARC header blocks: warc._parse_headers' success path ---------------------------------
+ *
+ * `warc_head(data, pos, limit)` parses the header block at `pos` as warc._parse_headers
+ * does: (headers with lower-cased names, block start, Content-Length). It returns None,
+ * and leaves the block to Python (which also words the errors), for anything but a plain
+ * ASCII block with a known version line and a Content-Length of digits only: non-ASCII
+ * bytes, U+001C..U+001F (whitespace to str.strip), no end within `limit`, odd lengths.
+ */
+static inline int is_header_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static PyObject *stripped(const char *s, Py_ssize_t a, Py_ssize_t b, int lower) {
+    while (a < b && is_header_space((unsigned char)s[a])) a++;
+    while (b > a && is_header_space((unsigned char)s[b - 1])) b--;
+    PyObject *out = PyUnicode_New(b - a, 127);
+    if (out == NULL) return NULL;
+    Py_UCS1 *dst = PyUnicode_1BYTE_DATA(out);
+    for (Py_ssize_t i = a; i < b; i++) {
+        unsigned char c = (unsigned char)s[i];
+        dst[i - a] = (lower && c >= 'A' && c <= 'Z') ? (Py_UCS1)(c + 32) : c;
+    }
+    return out;
+}
+
+static int version_line(const char *s, Py_ssize_t n) {
+    static const char *const versions[] = {"0.17", "0.18", "1.0", "1.1", NULL};
+    if (n < 8 || memcmp(s, "WARC/", 5) != 0) return 0;
+    for (int v = 0; versions[v]; v++) {
+        Py_ssize_t len = (Py_ssize_t)strlen(versions[v]);
+        if (n - 5 < len || memcmp(s + 5, versions[v], (size_t)len) != 0) continue;
+        for (Py_ssize_t i = 5 + len; i < n; i++)
+            if (!is_header_space((unsigned char)s[i])) return 0;
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *parse_warc_head(const char *s, Py_ssize_t pos, Py_ssize_t end) {
+    for (Py_ssize_t i = pos; i < end; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80 || (c >= 0x1c && c <= 0x1f)) Py_RETURN_NONE;
+    }
+    Py_ssize_t line_end = pos;
+    while (line_end < end && !(s[line_end] == '\r' && line_end + 1 < end && s[line_end + 1] == '\n'))
+        line_end++;
+    if (!version_line(s + pos, line_end - pos)) Py_RETURN_NONE;
+    PyObject *headers = PyDict_New(), *version = stripped(s, pos + 5, line_end, 0);
+    if (headers == NULL || version == NULL || PyDict_SetItemString(headers, "warc-version", version)) {
+        Py_XDECREF(version);
+        Py_XDECREF(headers);
+        return NULL;
+    }
+    Py_DECREF(version);
+    Py_ssize_t at = line_end + 2;
+    while (at <= end) {
+        Py_ssize_t stop = at;
+        while (stop < end && !(s[stop] == '\r' && stop + 1 < end && s[stop + 1] == '\n')) stop++;
+        const char *colon = memchr(s + at, ':', (size_t)(stop - at));
+        if (colon != NULL) {
+            Py_ssize_t c = colon - s;
+            PyObject *name = stripped(s, at, c, 1), *value = name ? stripped(s, c + 1, stop, 0) : NULL;
+            int failed = value == NULL || PyDict_SetItem(headers, name, value) < 0;
+            Py_XDECREF(name);
+            Py_XDECREF(value);
+            if (failed) { Py_DECREF(headers); return NULL; }
+        }
+        at = stop + 2;
+    }
+    PyObject *length_text = PyDict_GetItemString(headers, "content-length");
+    Py_ssize_t digits = length_text ? PyUnicode_GET_LENGTH(length_text) : 0;
+    if (digits < 1 || digits > 18) { Py_DECREF(headers); Py_RETURN_NONE; }
+    const Py_UCS1 *d = PyUnicode_1BYTE_DATA(length_text);
+    long long length = 0;
+    for (Py_ssize_t i = 0; i < digits; i++) {
+        if (d[i] < '0' || d[i] > '9') { Py_DECREF(headers); Py_RETURN_NONE; }
+        length = length * 10 + (d[i] - '0');
+    }
+    return Py_BuildValue("(NnL)", headers, end + 4, length);
+}
+
+static PyObject *warc_head(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    Py_ssize_t pos, limit;
+    if (!PyArg_ParseTuple(args, "y*nn:warc_head", &data, &pos, &limit)) return NULL;
+    const char *s = data.buf;
+    Py_ssize_t stop = pos + limit < data.len ? pos + limit : data.len, end = -1;
+    for (Py_ssize_t i = pos < 0 ? 0 : pos; i + 4 <= stop; i++) {
+        const char *cr = memchr(s + i, '\r', (size_t)(stop - i));
+        if (cr == NULL) break;
+        i = cr - s;
+        if (i + 4 <= stop && memcmp(s + i, "\r\n\r\n", 4) == 0) { end = i; break; }
+    }
+    PyObject *out = (pos < 0 || end < 0) ? Py_NewRef(Py_None) : parse_warc_head(s, pos, end);
+    PyBuffer_Release(&data);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(page, wanted=None) -> (base href or None, [attribute dicts of <img>/<image>]), "
@@ -866,6 +964,9 @@ static PyMethodDef methods[] = {
      "first_url(attrs, names, base) -> (url, host, name, None) for the first of `names` that "
      "resolves, (None, '', '', first reject reason or None) if none does, or None where the "
      "Python loop must decide."},
+    {"warc_head", warc_head, METH_VARARGS,
+     "warc_head(data, pos, limit) -> (headers, block start, Content-Length), or None where "
+     "warc._parse_headers must decide."},
     {"bind_ada", bind_ada, METH_VARARGS,
      "bind_ada(parse_with_base, is_valid, get_href, free, max_url_chars): ada's C functions."},
     {NULL, NULL, 0, NULL},

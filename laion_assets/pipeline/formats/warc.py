@@ -463,7 +463,17 @@ def _parse_head(data: bytes, pos: int) -> tuple[dict[str, str], int, int] | str:
 
 
 def _parse_headers(data: bytes, pos: int) -> tuple[dict[str, str], int, int] | str:
-    """Parse a WARC header block at `pos`: (headers, block start, Content-Length) or an error."""
+    """Parse a WARC header block at `pos`: (headers, block start, Content-Length) or an error.
+    The compiled twin (`_html_scan.warc_head`) reads plain ASCII blocks; Python the rest."""
+    if _warc_head is not None:
+        parsed = _warc_head(data, pos, MAX_HEADER_BYTES)
+        if parsed is not None:
+            return parsed
+    return python_parse_headers(data, pos)
+
+
+def python_parse_headers(data: bytes, pos: int) -> tuple[dict[str, str], int, int] | str:
+    """`_parse_headers` in Python (every block; the compiled twin must give the same)."""
     end = data.find(b"\r\n\r\n", pos, pos + MAX_HEADER_BYTES)
     if end < 0:
         return "no end of WARC headers within 64 KiB"
@@ -482,3 +492,9 @@ def _parse_headers(data: bytes, pos: int) -> tuple[dict[str, str], int, int] | s
     if length < 0:
         return f"negative Content-Length {length}"
     return headers, end + 4, length
+
+
+try:  # the header parser in C (`_html_scan.c`, built on install); Python without it
+    from laion_assets.pipeline.formats._html_scan import warc_head as _warc_head
+except ImportError:  # pragma: no cover - a machine without a C compiler
+    _warc_head = None

@@ -954,6 +954,90 @@ static PyObject *warc_head(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* -- HTTP response heads: http.parse_response_head's success path --------------------------
+ *
+ * `http_head(block)` gives (status, headers, body start) as http.python_parse_response_head
+ * does: lines end at LF or CRLF, names are lower-cased, repeated headers joined with ", ".
+ * It returns None, leaving the head to Python (which also raises the errors), for a head
+ * with non-ASCII bytes, without an end, or without a plain `HTTP/x <digits>` status line.
+ */
+static PyObject *header_text(const char *s, Py_ssize_t a, Py_ssize_t b, int lower) {
+    return stripped(s, a, b, lower);
+}
+
+static int add_header(PyObject *headers, const char *s, Py_ssize_t a, Py_ssize_t b) {
+    const char *colon = memchr(s + a, ':', (size_t)(b - a));
+    if (colon == NULL) return 0;
+    Py_ssize_t c = colon - s;
+    PyObject *key = header_text(s, a, c, 1), *text = key ? header_text(s, c + 1, b, 0) : NULL;
+    if (text == NULL) { Py_XDECREF(key); return -1; }
+    PyObject *old = PyDict_GetItemWithError(headers, key);
+    if (old != NULL) {
+        PyObject *joined = PyUnicode_FromFormat("%U, %U", old, text);
+        Py_SETREF(text, joined);
+    }
+    int failed = text == NULL || PyErr_Occurred() || PyDict_SetItem(headers, key, text) < 0;
+    Py_DECREF(key);
+    Py_XDECREF(text);
+    return failed ? -1 : 0;
+}
+
+static PyObject *http_head(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*:http_head", &data)) return NULL;
+    const char *s = data.buf;
+    Py_ssize_t n = data.len, end = -1, sep = 4, i;
+    for (i = 0; i + 4 <= n; i++) {
+        const char *cr = memchr(s + i, '\r', (size_t)(n - i));
+        if (cr == NULL) break;
+        i = cr - s;
+        if (i + 4 <= n && memcmp(s + i, "\r\n\r\n", 4) == 0) { end = i; break; }
+    }
+    if (end < 0) {
+        sep = 2;
+        for (i = 0; i + 2 <= n; i++) {
+            const char *lf = memchr(s + i, '\n', (size_t)(n - i));
+            if (lf == NULL) break;
+            i = lf - s;
+            if (i + 2 <= n && s[i + 1] == '\n') { end = i; break; }
+        }
+    }
+    PyObject *out = NULL, *headers = NULL;
+    if (end < 0) goto python;
+    for (i = 0; i < end; i++)
+        if ((unsigned char)s[i] >= 0x80) goto python;
+    Py_ssize_t line_end = 0;
+    while (line_end < end && s[line_end] != '\n') line_end++;
+    Py_ssize_t a = 0, b;
+    while (a < line_end && is_header_space((unsigned char)s[a])) a++;
+    for (b = a; b < line_end && !is_header_space((unsigned char)s[b]); b++) {}
+    if (b - a < 5 || memcmp(s + a, "HTTP/", 5) != 0) goto python;
+    for (a = b; a < line_end && is_header_space((unsigned char)s[a]); a++) {}
+    for (b = a; b < line_end && !is_header_space((unsigned char)s[b]); b++) {}
+    if (b - a < 1 || b - a > 9) goto python;
+    long status = 0;
+    for (i = a; i < b; i++) {
+        if (s[i] < '0' || s[i] > '9') goto python;
+        status = status * 10 + (s[i] - '0');
+    }
+    headers = PyDict_New();
+    if (headers == NULL) goto done;
+    for (a = line_end + 1; a <= end && line_end < end; a = line_end + 1) {
+        for (line_end = a; line_end < end && s[line_end] != '\n'; line_end++) {}
+        b = (line_end < end && line_end > a && s[line_end - 1] == '\r') ? line_end - 1 : line_end;
+        if (add_header(headers, s, a, b) < 0) { Py_CLEAR(headers); goto done; }
+    }
+    out = Py_BuildValue("(lNn)", status, headers, end + sep);
+    headers = NULL;
+    goto done;
+python:
+    out = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(headers);
+    PyBuffer_Release(&data);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(page, wanted=None) -> (base href or None, [attribute dicts of <img>/<image>]), "
@@ -967,6 +1051,9 @@ static PyMethodDef methods[] = {
     {"warc_head", warc_head, METH_VARARGS,
      "warc_head(data, pos, limit) -> (headers, block start, Content-Length), or None where "
      "warc._parse_headers must decide."},
+    {"http_head", http_head, METH_VARARGS,
+     "http_head(block) -> (status, headers, body start), or None where "
+     "http.python_parse_response_head must decide."},
     {"bind_ada", bind_ada, METH_VARARGS,
      "bind_ada(parse_with_base, is_valid, get_href, free, max_url_chars): ada's C functions."},
     {NULL, NULL, 0, NULL},

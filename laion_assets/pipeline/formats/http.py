@@ -46,7 +46,17 @@ def charset_of(headers: dict[str, str]) -> str | None:
 
 
 def parse_response_head(block: bytes) -> tuple[int, dict[str, str], int]:
-    """Parse status line and headers: (status, headers, body start)."""
+    """Parse status line and headers: (status, headers, body start). The compiled twin
+    (`_html_scan.http_head`) reads plain ASCII heads; Python the rest, and raises."""
+    if _http_head is not None:
+        parsed = _http_head(block)
+        if parsed is not None:
+            return parsed
+    return python_parse_response_head(block)
+
+
+def python_parse_response_head(block: bytes) -> tuple[int, dict[str, str], int]:
+    """`parse_response_head` in Python (every head; the compiled twin must give the same)."""
     end = block.find(b"\r\n\r\n")
     sep = 4
     if end < 0:
@@ -124,3 +134,9 @@ def dechunk(body: bytes) -> tuple[bytes, bool]:
         return b"".join(out), True
     out.append(body[pos:])
     return b"".join(out), False
+
+
+try:  # the head parser in C (`_html_scan.c`, built on install); Python without it
+    from laion_assets.pipeline.formats._html_scan import http_head as _http_head
+except ImportError:  # pragma: no cover - a machine without a C compiler
+    _http_head = None

@@ -153,7 +153,11 @@ def _run_laion(path: str, profile: bool, uncached_language: bool,
         raise SystemExit("the _html_scan extension is not built (uv sync builds it)")
 
     if uncached_language:  # every alt text goes through fastText (no memo of repeated texts)
-        extract_mod.LanguageIdentifier.identify = extract_mod.LanguageIdentifier._identify
+        def uncached(self, texts: list[str]) -> tuple[list[str], list[float]]:
+            found = [self._identify(text) for text in texts]
+            return [language for language, _ in found], [score for _, score in found]
+
+        extract_mod.LanguageIdentifier.identify_many = uncached
 
     size = os.path.getsize(path)
 

@@ -45,6 +45,22 @@ class LanguageIdentifier:
             self._cache[text] = found
         return found
 
+    def identify_many(self, texts: list[str]) -> tuple[list[str], list[float]]:
+        """`identify` over a batch of texts: (languages, scores), in order."""
+        cache, identify = self._cache, self._identify
+        languages: list[str] = []
+        scores: list[float] = []
+        for text in texts:
+            found = cache.get(text)
+            if found is None:
+                found = identify(text)
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                cache[text] = found
+            languages.append(found[0])
+            scores.append(found[1])
+        return languages, scores
+
     def _identify(self, text: str) -> tuple[str, float]:
         predictions = self._predict(text.replace("\n", " ") + "\n", 1, 0.0, "replace")
         if not predictions:

@@ -45,6 +45,16 @@ def test_identification_is_deterministic(identifier):
     assert {lang: again.identify(text) for lang, text in ALTS.items()} == first
 
 
+def test_a_batch_is_identified_as_each_text_alone():
+    texts = [*ALTS.values(), ALTS["de"], "xx", "A red bicycle\nleaning", ALTS["en"]]
+    languages, scores = LanguageIdentifier().identify_many(texts)
+    alone = [LanguageIdentifier().identify(text) for text in texts]
+    assert list(zip(languages, scores, strict=True)) == alone
+    assert languages[:6] == list(ALTS) and languages[6] == "de"
+    strict = LanguageIdentifier(min_score=0.5).identify_many(["xx", ALTS["ru"]])
+    assert strict[0] == [UNDETERMINED, "ru"]
+
+
 def test_newlines_do_not_break_prediction(identifier):
     code, _ = identifier.identify("A red bicycle\nleaning against\nan old brick wall")
     assert code == "en"

@@ -168,6 +168,8 @@ class _Span:
     end: int  # stored offset where the last member ends
 
     def offset_at(self, pos: int) -> int:
+        if len(self.starts) == 1:  # one member, the usual case
+            return self.starts[0][1]
         return next(offset for start, offset in reversed(self.starts) if start <= pos)
 
     def extend(self, data: bytes, total: int, offset: int, end: int, keep: int) -> None:
@@ -185,9 +187,13 @@ class _Span:
 
 def _iter_gzip_members(reader: _Buffer, cap: int) -> Iterator[WarcRecord | WarcSkip]:
     pending: _Span | None = None  # a record whose block may go on in the next member
-    while reader.peek(1):
+    while True:
+        if len(reader.data) - reader.pos < 3:
+            reader.fill(3)
+            if reader.pos >= len(reader.data):
+                break
         offset = reader.offset
-        if reader.peek(3) != GZIP_MAGIC:
+        if not reader.data.startswith(GZIP_MAGIC, reader.pos):
             yield from _flush(pending, cap)
             pending = None
             yield _resync(reader, GZIP_MAGIC, "garbage_bytes", "bytes between gzip members")
@@ -262,25 +268,36 @@ def _inflate_cut(reader: _Buffer, cap: int) -> bytes:
 
 
 def _inflate_member(reader: _Buffer, cap: int) -> tuple[bytes, int] | None:
-    """Inflate one gzip member, keeping at most cap + 64 KiB; None if the file ends inside."""
+    """Inflate one gzip member, keeping at most cap + 64 KiB; None if the file ends inside.
+    The hot loop of reading: the buffer is sliced directly, one FEED_BYTES piece at a time."""
     inflater = inflate_lib.decompressobj(31)
+    decompress = inflater.decompress
     keep = cap + MAX_HEADER_BYTES
     parts: list[bytes] = []
     kept = total = 0
-    while not inflater.eof:
-        piece = reader.view(FEED_BYTES)
-        if not piece:
-            return None
-        pending: bytes | memoryview = piece
-        while pending and not inflater.eof:
-            out = inflater.decompress(pending, READ_CHUNK)
-            pending = inflater.unconsumed_tail
+    while True:
+        if reader.pos >= len(reader.data):
+            reader.fill(1)
+            if reader.pos >= len(reader.data):
+                return None
+        pos = reader.pos
+        piece = memoryview(reader.data)[pos : pos + FEED_BYTES]
+        out = decompress(piece, READ_CHUNK)
+        while True:
             total += len(out)
             if kept < keep:
-                parts.append(out[: keep - kept])
-                kept += len(parts[-1])
-        reader.pos += len(piece) - (len(inflater.unused_data) if inflater.eof else 0)
-    return b"".join(parts), total
+                if kept + len(out) > keep:
+                    out = out[: keep - kept]
+                parts.append(out)
+                kept += len(out)
+            if inflater.eof:
+                reader.pos = pos + len(piece) - len(inflater.unused_data)
+                return (parts[0] if len(parts) == 1 else b"".join(parts)), total
+            tail = inflater.unconsumed_tail
+            if not tail:
+                break
+            out = decompress(tail, READ_CHUNK)
+        reader.pos = pos + len(piece)
 
 
 def _records_in_span(span: _Span, cap: int) -> Generator[WarcRecord | WarcSkip, None,

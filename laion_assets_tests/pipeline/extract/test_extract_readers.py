@@ -12,7 +12,7 @@ import pytest
 
 from laion_assets.pipeline.extract.language import LanguageIdentifier
 from laion_assets.pipeline.extract.stage import ExtractConfig, extract_shard
-from laion_assets.pipeline.formats import html, html_tokens
+from laion_assets.pipeline.formats import html, html_tokens, http, warc
 from laion_assets_tests.conftest import SHARED_WARCS
 from laion_assets_tests.pipeline.formats.test_warc import gz, http_block, warc_record
 
@@ -43,7 +43,9 @@ def test_compiled_and_python_scanners_give_the_same_shard(shard_files, monkeypat
     assert len(compiled[0]) > 300 and compiled[1]["candidates"] > 2500
     monkeypatch.setattr(html_tokens, "_compiled", None)
     assert run(shard_files) == compiled
-    monkeypatch.setattr(html, "_first_url", None)  # no extension at all: URL choice too
+    monkeypatch.setattr(html, "_first_url", None)  # no extension at all: URL choice too,
+    monkeypatch.setattr(warc, "_warc_head", None)  # WARC and HTTP heads
+    monkeypatch.setattr(http, "_http_head", None)
     assert run(shard_files) == compiled
 
 

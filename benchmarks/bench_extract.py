@@ -20,8 +20,9 @@ shared, wall time is printed beside it):
 
 1. laion_assets: `extract_shard` on the whole file, parquet to a temp file (the full stage:
    WARC reading, HTTP, charset, `<img>` attributes by the compiled tokenizer, URL resolution
-   and normalisation, language id, dedup spill, parquet); and the same with the
-   pure-Python tokenizer (the fallback where the extension is not built).
+   and normalisation, language id, dedup spill, parquet); and the same with no C extension
+   (the pure-Python twins of the tokenizer, the URL choice and the WARC/HTTP head parsers:
+   what runs where the extension is not built).
 2. fastwarc + selectolax/lexbor: the same `<img>` + alt rules (alt whitespace collapsed,
    5 to 2,000 characters; the URL from the first lazy-loading attribute or `src`, resolved
    with ada-url), (url, alt) kept in a list; no language id, dedup or output file.
@@ -144,11 +145,13 @@ def _run_laion(path: str, profile: bool, uncached_language: bool,
                python_scanner: bool = False) -> dict:
     from laion_assets.pipeline.extract import stage as extract_mod
     from laion_assets.pipeline.extract.stage import extract_shard
-    from laion_assets.pipeline.formats import html, html_tokens
+    from laion_assets.pipeline.formats import html, html_tokens, http, warc
 
-    if python_scanner:  # the fallback where the _html_scan extension is not built
+    if python_scanner:  # the fallbacks where the _html_scan extension is not built
         html_tokens._compiled = None
         html._first_url = None
+        warc._warc_head = None
+        http._http_head = None
     elif html_tokens._compiled is None:
         raise SystemExit("the _html_scan extension is not built (uv sync builds it)")
 
@@ -413,7 +416,7 @@ def run_child(kind: str, path: Path, args: argparse.Namespace, *extra: str) -> d
 
 CONTENDERS = (
     ("laion_assets extract_shard", "laion"),
-    ("laion_assets, Python tokenizer", "laion-python"),
+    ("laion_assets, no C extension", "laion-python"),
     ("fastwarc + selectolax/lexbor", "fastwarc"),
     ("warcio + lexbor", "warcio-lexbor"),
 )

@@ -218,6 +218,11 @@ def _iter_gzip_members(reader: _Buffer, cap: int) -> Iterator[WarcRecord | WarcS
             yield skip
             continue
         data, total = member
+        if pending is None:
+            record = _whole_record(data, total, offset, reader.offset - offset, cap)
+            if record is not None:
+                yield record
+                continue
         if pending is not None and not _starts_record(data.lstrip(b"\r\n")):
             pending.extend(data, total, offset, reader.offset, cap + MAX_HEADER_BYTES)
             span = pending
@@ -226,6 +231,22 @@ def _iter_gzip_members(reader: _Buffer, cap: int) -> Iterator[WarcRecord | WarcS
             span = _Span(data, total, [(0, offset)], reader.offset)
         pending = yield from _records_in_span(span, cap)
     yield from _flush(pending, cap)
+
+
+def _whole_record(data: bytes, total: int, offset: int, stored: int,
+                  cap: int) -> WarcRecord | None:
+    """The usual member, read without the general path: one WARC record with a plain head
+    and its separator, nothing else (None: let `_records_in_span` read it)."""
+    if _warc_head is None or total != len(data) or not data.startswith(b"WARC/"):
+        return None
+    parsed = _warc_head(data, 0, MAX_HEADER_BYTES)
+    if parsed is None:
+        return None
+    headers, body_start, length = parsed
+    end = body_start + length
+    if end + 4 != total or length > cap or not data.endswith(b"\r\n\r\n"):
+        return None
+    return WarcRecord(offset, headers, data[body_start:end], length, stored)
 
 
 def _truncated_member(reader: _Buffer, offset: int, cap: int) -> Iterator[WarcRecord | WarcSkip]:

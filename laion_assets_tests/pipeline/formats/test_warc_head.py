@@ -106,3 +106,20 @@ def test_seeded_random_blocks():
             lines.insert(rng.randint(1, len(lines)), f"content-length:{rng.randint(0, 99)} ")
         compared += same(block(*lines))
     assert compared > 1_000
+
+
+def records(path, cap: int) -> list[tuple]:
+    with open(path, "rb") as stream:
+        return [(item.offset, getattr(item, "headers", item.reason), getattr(item, "block", None),
+                 getattr(item, "block_length", None), getattr(item, "stored_length", None))
+                for item in warc.iter_warc(stream, max_block_bytes=cap)]
+
+
+def test_the_whole_member_path_reads_what_the_general_path_reads(monkeypatch):
+    """With the compiled parser, a member holding one plain record skips `_records_in_span`;
+    without it every member goes the general way: the same records, capped or not."""
+    files = sorted(SHARED_WARCS.glob("*.warc*")) + sorted(QUIRKS.glob("*.*arc*"))
+    fast = {(path, cap): records(path, cap) for path in files for cap in (8 << 20, 1000)}
+    monkeypatch.setattr(warc, "_warc_head", None)
+    assert {(path, cap): records(path, cap) for path in files for cap in (8 << 20, 1000)} == fast
+    assert sum(map(len, fast.values())) > 1000

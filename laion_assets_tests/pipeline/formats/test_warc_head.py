@@ -110,8 +110,8 @@ def test_seeded_random_blocks():
 
 def records(path, cap: int) -> list[tuple]:
     with open(path, "rb") as stream:
-        return [(item.offset, getattr(item, "headers", item.reason), getattr(item, "block", None),
-                 getattr(item, "block_length", None), getattr(item, "stored_length", None))
+        return [(item.offset, item.reason, item.detail) if isinstance(item, warc.WarcSkip)
+                else (item.offset, item.headers, item.block, item.block_length, item.stored_length)
                 for item in warc.iter_warc(stream, max_block_bytes=cap)]
 
 

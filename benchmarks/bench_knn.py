@@ -49,8 +49,8 @@ class Vectors:
     """The synthetic data set: chunk i is drawn from seed (seed, i); tracks the wall and CPU
     seconds spent generating so that build timings can leave them out."""
 
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n, self.seed = n, seed
+    def __init__(self, n: int, noise: float = NOISE, seed: int = 0) -> None:
+        self.n, self.noise, self.seed = n, noise, seed
         rng = np.random.default_rng(seed)
         centres = rng.standard_normal((4096, DIM), dtype=np.float32)
         self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
@@ -60,7 +60,7 @@ class Vectors:
         w0, c0 = time.perf_counter(), time.process_time()
         rows = self.centres[rng.integers(0, len(self.centres), m)]
         noise = np.frombuffer(rng.bytes(m * DIM), dtype=np.int8).reshape(m, DIM)
-        rows += noise * np.float32(NOISE / INT8_STD)
+        rows += noise * np.float32(self.noise / INT8_STD)
         rows /= np.linalg.norm(rows, axis=1, keepdims=True)
         self.wall += time.perf_counter() - w0
         self.cpu += time.process_time() - c0
@@ -182,12 +182,15 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--only", choices=("faiss", "usearch"), nargs="*")
+    parser.add_argument("--noise", type=float, default=NOISE,
+                        help="noise a dimension: higher is harder (clusters overlap more)")
     args = parser.parse_args()
-    vectors = Vectors(args.n)
+    vectors = Vectors(args.n, args.noise)
     queries = vectors.queries(args.queries)
     t0 = time.perf_counter()
     truth = exact_top(vectors, queries)
-    print(json.dumps({"n": args.n, "exact_truth_s": round(time.perf_counter() - t0, 1),
+    print(json.dumps({"n": args.n, "noise": args.noise,
+                      "exact_truth_s": round(time.perf_counter() - t0, 1),
                       "load": os.getloadavg()}), flush=True)
     contenders = {"faiss": bench_faiss, "usearch": bench_usearch}
     for name in args.only or list(contenders):

@@ -47,8 +47,8 @@ LISTS_FILE = "image.ivfdata"
 ROWS_FILE = "rows.parquet"
 ROWS_SCHEMA = pa.schema([("row", pa.int64()), ("part", pa.int32()), ("part_row", pa.int64()),
                          ("hash", pa.int64())])
-ROWS_PER_LIST = 256
-MAX_LISTS = 4096
+EXACT_ROWS = 200_000  # below: one list, an exact scan (p95 under 50 ms here)
+MAX_LISTS = 4096  # from EXACT_ROWS on: fewer lists lost recall on clustered data
 TRAIN_POINTS_PER_LIST = 64
 KMEANS_ITERATIONS = 10
 NPROBE = 16  # lists scanned a query: recall@10 0.996, p95 24 ms at 10 M (BENCHMARKS.md)
@@ -66,9 +66,10 @@ def partition(name: str, version: int) -> str:
 
 
 def list_count(rows: int) -> int:
-    """Inverted lists for `rows` vectors: about `ROWS_PER_LIST` a list, 1 to `MAX_LISTS`
-    (one list, hence exact search, for small releases)."""
-    return max(1, min(MAX_LISTS, rows // ROWS_PER_LIST))
+    """Inverted lists for `rows` vectors: one (an exact scan) below `EXACT_ROWS`, else
+    `MAX_LISTS` (BENCHMARKS.md, "kNN index": with fewer lists than the data has clusters,
+    IVF lost recall at any nprobe)."""
+    return 1 if rows < EXACT_ROWS else MAX_LISTS
 
 
 def index_params(rows: int) -> dict[str, Any]:

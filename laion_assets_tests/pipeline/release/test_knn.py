@@ -170,3 +170,17 @@ def test_an_index_in_an_object_store_is_fetched_to_the_cache(s3, tmp_path):
     hit = index.search(vectors[450].astype(np.float32), k=3)[0]
     assert (hit.row, hit.part, hit.part_row, hit.hash) == (450, 1, 150, hashes[450])
     assert np.array_equal(index.vector(450), vectors[450].astype(np.float32))
+
+
+def test_a_large_release_gets_inverted_lists_that_find_planted_vectors(release, tmp_path,
+                                                                       monkeypatch):
+    """From `EXACT_ROWS` on the index has `MAX_LISTS` lists, scans `NPROBE` of them, and a
+    stored vector still comes back first (it sits in the list its query probes first)."""
+    _, _, vectors, _ = release
+    monkeypatch.setattr(knn, "EXACT_ROWS", 1000)
+    monkeypatch.setattr(knn, "MAX_LISTS", 64)
+    params = knn.build_ivf(lambda: [vectors], len(vectors), DIM, str(tmp_path), threads=1)
+    assert params["factory"] == "IVF64,SQfp16" and params["nprobe"] == knn.NPROBE < 64
+    index = knn.open_ivf(str(tmp_path), params["nprobe"])
+    rows = _search_rows(index, vectors[::50], k=1)
+    assert [r[0] for r in rows] == list(range(0, len(vectors), 50))

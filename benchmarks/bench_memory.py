@@ -34,15 +34,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
 import pyarrow as pa  # noqa: E402
 from measure import module_under_test, peak_rss_mb  # noqa: E402
 
-BATCH = 16_384
+BATCH = 32_768  # rows a row group of the safety stage's pairs (its batch)
+BUILD_BATCH = 524_288  # synthetic rows made at once
 ROWS_PER_PART = 1_000_000
 
 
@@ -89,12 +92,10 @@ def build_shards(root: str, rows: int, dim: int, shard_rows: int = SHARD_ROWS) -
 
 def _commit_shard(store, key: str, first: int, size: int, dim: int,
                   rng: np.random.Generator) -> None:
-    from types import SimpleNamespace
-
     import pyarrow.parquet as pq
 
     from laion_assets.pipeline.core import manifests as m
-    from laion_assets.pipeline.formats.embeddings import EmbeddingWriter
+    from laion_assets.pipeline.formats.embeddings import IDS_SCHEMA
 
     common = {"shard": key, "data_version": f"bench-{key}", "run_id": "bench"}
     model = {"model": "ViT-B-32", "pretrained": "none"}
@@ -107,42 +108,56 @@ def _commit_shard(store, key: str, first: int, size: int, dim: int,
         with store.stage_output(manifest.STAGE, key) as out:
             m.commit(out, manifest)
     with store.stage_output(m.SAFETY_FILTERED_PAIRS, key) as out:
-        writers = {name: pq.ParquetWriter(out.open(name), schema) for name, schema in (
-            (m.PAIRS_FILE, PAIRS_SCHEMA), (m.EXCLUSIONS_FILE, EXCLUSIONS_SCHEMA),
-            (m.SCORES_FILE, SCORES_SCHEMA))}
-        with EmbeddingWriter(out, size, dim) as embeddings:
-            for start in range(first, first + size, BATCH):
-                n = min(BATCH, first + size - start)
-                ids = np.arange(start, start + n, dtype=np.int64)
+        with ExitStack() as stack:
+            writers = {name: stack.enter_context(pq.ParquetWriter(
+                stack.enter_context(out.open(name)), schema)) for name, schema in (
+                (m.PAIRS_FILE, PAIRS_SCHEMA), (m.EXCLUSIONS_FILE, EXCLUSIONS_SCHEMA),
+                (m.SCORES_FILE, SCORES_SCHEMA), (m.IDS_FILE, IDS_SCHEMA))}
+            for start in range(first, first + size, BUILD_BATCH):
+                ids = np.arange(start, min(start + BUILD_BATCH, first + size), dtype=np.int64)
                 pairs = _pairs(ids, key, rng)
-                writers[m.PAIRS_FILE].write_table(pairs)
+                writers[m.PAIRS_FILE].write_table(pairs, row_group_size=BATCH)
                 writers[m.SCORES_FILE].write_table(pa.table(
-                    [pairs.column("pair_id"), pa.array(np.ones(n, bool))], schema=SCORES_SCHEMA))
-                embeddings.write(SimpleNamespace(
-                    pair_ids=ids, similarity=pairs.column("similarity").to_numpy(),
-                    image_embeddings=rng.random((n, dim), np.float32),
-                    text_embeddings=rng.random((n, dim), np.float32)))
-        writers[m.EXCLUSIONS_FILE].write_table(EXCLUSIONS_SCHEMA.empty_table())
-        for writer in writers.values():
-            writer.close()
+                    [pairs.column("pair_id"), pa.array(np.ones(len(ids), bool))],
+                    schema=SCORES_SCHEMA))
+                writers[m.IDS_FILE].write_table(pa.table(
+                    [pairs.column("pair_id"), pairs.column("similarity")], schema=IDS_SCHEMA))
+            writers[m.EXCLUSIONS_FILE].write_table(EXCLUSIONS_SCHEMA.empty_table())
+        for name in (m.IMAGE_FILE, m.TEXT_FILE):
+            _sparse_npy(out, name, size, dim)
         files = {name: out.file(name) for name in m.SAFETY_FILES}
         m.commit(out, m.SafetyFilteredPairsManifest(
             **common, rows=size, candidates=size, excluded_by_rule={}, files=files,
             model=model, policy={}, lists_version="", ledger_version="0:"))
 
 
+def _sparse_npy(out, name: str, rows: int, dim: int) -> None:
+    """A float16 [rows, dim] `.npy` of zeros as a sparse file: the header, then a hole
+    (a release reads and copies every row; 10 M rows would be 20 GB of disk otherwise)."""
+    from laion_assets.pipeline.formats.embeddings import write_npy_header
+
+    with out.open(name) as handle:
+        write_npy_header(handle, rows, dim)
+        handle.seek(rows * dim * 2 - 1, os.SEEK_CUR)
+        handle.write(b"\0")
+
+
 def _pairs(ids: np.ndarray, shard: str, rng: np.random.Generator) -> pa.Table:
-    """Passing pairs with ids `ids` (a pair's URL, text and digests follow from its id)."""
-    values = {
-        "pair_id": pa.array(ids),
-        "url": pa.array([f"https://img{i % 50_000}.example.com/p/{i}.jpg" for i in ids]),
-        "page_url": pa.array([f"https://www{i % 50_000}.example.com/a/{i // 7}" for i in ids]),
-        "text": pa.array([f"a photo of item {i} in the harbour at sunset" for i in ids]),
-        "sha256": pa.array([f"{i:064x}" for i in ids]), "md5": pa.array([f"{i:032x}" for i in ids]),
-        "sha1": pa.array([f"{i:040x}" for i in ids]), "pdq": pa.array([f"{i:064x}" for i in ids]),
-        "shard": pa.array([shard] * len(ids)),
-        "float": pa.array(rng.random(len(ids), dtype=np.float32)),
-    }
+    """Passing pairs with ids `ids` (a pair's URL, text and digests follow from its id),
+    built column-wise (polars) rather than a Python string a row."""
+    i = pl.col("i")
+    hex16 = pl.Series(pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(8), len(ids), [None, pa.py_buffer(ids.astype(">u8").tobytes())]
+    ).cast(pa.binary())).bin.encode("hex")  # f"{i:016x}": ids are < 2**63
+    frame = pl.DataFrame({"i": ids, "hex": hex16}).select(
+        url=pl.format("https://img{}.example.com/p/{}.jpg", i % 50_000, i),
+        page_url=pl.format("https://www{}.example.com/a/{}", i % 50_000, i // 7),
+        text=pl.format("a photo of item {} in the harbour at sunset", i),
+        sha256=pl.lit("0" * 48) + pl.col("hex"), md5=pl.lit("0" * 16) + pl.col("hex"),
+        sha1=pl.lit("0" * 24) + pl.col("hex"), pdq=pl.lit("0" * 48) + pl.col("hex"))
+    values = {"pair_id": pa.array(ids), "shard": pa.array([shard] * len(ids)),
+              "float": pa.array(rng.random(len(ids), dtype=np.float32)),
+              **{name: frame[name].to_arrow().cast(pa.string()) for name in frame.columns}}
     return pa.table([values[f.name] if f.name in values and f.name != "float"
                      else _column(f, values, len(ids)) for f in PAIRS_SCHEMA],
                     schema=PAIRS_SCHEMA)

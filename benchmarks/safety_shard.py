@@ -45,6 +45,7 @@ WORDS = ("photo", "of", "a", "red", "bicycle", "in", "the", "city", "harbour", "
 def build_shard(root: Path, rows: int, dim: int) -> None:
     """pairs.parquet, results.parquet and clip/ (ids, image and text embeddings) in `root`."""
     from laion_assets.pipeline.download.stage import FETCH_RESULTS_SCHEMA, RESULTS_ROW_GROUP
+    from laion_assets.pipeline.extract.dedup import WRITE_ROWS
     from laion_assets.pipeline.extract.pairs import EXTRACTED_PAIRS_SCHEMA
     from laion_assets.pipeline.formats.embeddings import EmbeddingWriter
 
@@ -60,7 +61,7 @@ def build_shard(root: Path, rows: int, dim: int) -> None:
         for start in range(0, rows, CHUNK):
             i = np.arange(start, min(rows, start + CHUNK))
             pairs = _pairs(i, captions, rng)
-            pairs_out.write_table(pairs)
+            pairs_out.write_table(pairs, row_group_size=WRITE_ROWS)  # as extraction writes
             results_out.write_table(_results(pairs.column("url").to_pylist(), ok[i], rng),
                                     row_group_size=RESULTS_ROW_GROUP)  # as the stage writes
             fetched = i[ok[i]]
@@ -216,16 +217,20 @@ def _text_encoder(dim: int):
     return encode
 
 
-def sizes(rows: list[int], dim: int, module: str | None) -> None:
-    """Per size: the shard built once, then a child per stage.py on it (JSON lines)."""
+def sizes(rows: list[int], dim: int, module: str | None, keep: Path | None = None) -> None:
+    """Per size: the shard built once, then a child per stage.py on it (JSON lines). With
+    `keep`, each shard is built in (or reused from) `keep/<rows>` and left there."""
     for n in rows:
-        with tempfile.TemporaryDirectory(prefix="bench-safety-") as root:
+        with tempfile.TemporaryDirectory(prefix="bench-safety-") as scratch:
+            root = keep / str(n) if keep else Path(scratch)
             started = time.perf_counter()
-            build_shard(Path(root), n, dim)
+            if not (root / "clip" / "ids.parquet").exists():
+                root.mkdir(parents=True, exist_ok=True)
+                build_shard(root, n, dim)
             print(json.dumps({"candidates": n, "build_s": round(time.perf_counter() - started)}),
                   flush=True)
             for which in [None, module] if module else [None]:
-                command = [sys.executable, __file__, "--child", root, "--dim", str(dim)] + (
+                command = [sys.executable, __file__, "--child", str(root), "--dim", str(dim)] + (
                     ["--module", which] if which else [])
                 out = subprocess.run(command, check=True, capture_output=True, text=True,
                                      cwd=Path(__file__).parent)
@@ -237,12 +242,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--module", help="stage.py to measure as well as the package's")
+    parser.add_argument("--keep", type=Path, help="build shards in (or reuse them from) here")
+    parser.add_argument("--build-only", action="store_true", help="with --keep: only build")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(Path(args.child), args.module, args.dim)))
         return
-    sizes(args.rows, args.dim, args.module)
+    if args.build_only:
+        for n in args.rows:
+            (args.keep / str(n)).mkdir(parents=True, exist_ok=True)
+            build_shard(args.keep / str(n), n, args.dim)
+        return
+    sizes(args.rows, args.dim, args.module, args.keep)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,10 @@ class ShardInputs:
     open_tar: Callable[[str], BinaryIO]  # a downloaded_images tar by name
     batch_rows: int = BATCH_ROWS
 
+    def candidates(self) -> int:
+        """The shard's pairs: every one is a candidate."""
+        return self.pairs.metadata.num_rows
+
     def batches(self) -> Iterator[pa.Table]:
         """The pairs, `batch_rows` at a time (one empty batch for a shard without pairs)."""
         empty = True

@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from laion_assets.pipeline.core.manifests import EXCLUSIONS_FILE, PAIRS_FILE, SCORES_FILE
@@ -40,7 +41,6 @@ from laion_assets.pipeline.safety.rules import (
     evaluate,
 )
 from laion_assets.pipeline.safety.shard_inputs import (
-    FETCH_COLUMNS,
     EmbeddingRows,
     FetchResults,
     ShardInputs,
@@ -127,7 +127,7 @@ def filter_shard(inputs: ShardInputs, policy: SafetyPolicy, lists: SafetyLists,
     similarity = _shard_similarities(inputs, embedded)
     cutoff = _top_fraction_cutoff(similarity, policy)
     models = replace(models, encode_texts=_remembered(models.encode_texts))
-    totals = ShardTotals()
+    totals = ShardTotals(inputs.candidates())
     with _Writers(output) as writers:
         for batch in inputs.batches():
             candidates, rows, tars, fetched = build_candidates(batch, fetch, embedded)
@@ -177,16 +177,49 @@ def _remembered(encode: Callable[[list[str]], np.ndarray]) -> Callable[[list[str
     return encode_once
 
 
+class Passing:
+    """The passing pairs' ids, embedding rows and similarities (20 bytes a pair), in shard
+    order, in arrays sized for every candidate up front: `np.empty` pages become resident
+    only as rows are filled, and no per-batch objects pile up (arrays kept a batch at a time
+    pinned ~75 bytes of allocator arenas a candidate: Python frees an arena only when empty).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.pair_ids = np.empty(capacity, np.int64)
+        self.rows = np.empty(capacity, np.int64)
+        self.similarity = np.empty(capacity, np.float32)
+        self.count = 0
+
+    def add(self, pair_ids: np.ndarray, rows: np.ndarray, similarity: np.ndarray) -> None:
+        end = self.count + len(pair_ids)
+        if end > len(self.pair_ids):
+            raise ValueError(f"{end} passing pairs, more than the {len(self.pair_ids)} "
+                             "candidates the shard holds")
+        self.pair_ids[self.count:end] = pair_ids
+        self.rows[self.count:end] = rows
+        self.similarity[self.count:end] = similarity
+        self.count = end
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pair ids, embedding rows and similarities of the passing pairs, in shard order."""
+        n = self.count
+        return self.pair_ids[:n], self.rows[:n], self.similarity[:n]
+
+
 @dataclass
 class ShardTotals:
     """What the summary and the embeddings need from every batch: counts, histogram counts,
-    and the passing pairs' ids, embedding rows and similarities (20 bytes a passing pair)."""
+    and the passing pairs (`Passing`, sized for the shard's `capacity` candidates)."""
 
+    capacity: int
     candidates: int = 0
     redacted: int = 0
     per_rule: dict[str, int] = field(default_factory=dict)  # in the order the rules run
     histograms: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)
-    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    kept: Passing = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.kept = Passing(self.capacity)
 
     def add(self, candidates: Candidates, rows: np.ndarray, decisions: Decisions,
             scores: ModelScores) -> None:
@@ -197,11 +230,11 @@ class ShardTotals:
         for name, counts in _fixed_histograms(scores).items():
             self.histograms[name] = _add_counts(self.histograms.get(name), counts)
         keep = np.flatnonzero(decisions.passed)
-        self.kept.append((candidates.pair_id[keep], rows[keep], candidates.similarity[keep]))
+        self.kept.add(candidates.pair_id[keep], rows[keep], candidates.similarity[keep])
 
     @property
     def passed(self) -> int:
-        return sum(len(ids) for ids, _, _ in self.kept)
+        return self.kept.count
 
     def summary(self, similarity: np.ndarray) -> SafetySummary:
         counts = Counter({rule: n for rule, n in self.per_rule.items() if n})
@@ -209,13 +242,6 @@ class ShardTotals:
             candidates=self.candidates, passed=self.passed, counts=dict(counts.most_common()),
             redacted=self.redacted,
             histograms={"similarity": histogram(similarity), **self.histograms})
-
-    def kept_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pair ids, embedding rows and similarities of the passing pairs, in shard order."""
-        ids, rows, sims = zip(*self.kept, strict=True) if self.kept else ((), (), ())
-        return (np.concatenate([np.zeros(0, np.int64), *ids]),
-                np.concatenate([np.zeros(0, np.int64), *rows]),
-                np.concatenate([np.zeros(0, np.float32), *sims]))
 
 
 def _fixed_histograms(scores: ModelScores) -> dict[str, list[tuple[float, float, int]]]:
@@ -242,21 +268,26 @@ def _add_counts(total: list[tuple[float, float, int]] | None,
 def build_candidates(batch: pa.Table, fetch: FetchResults, embedded: EmbeddingRows
                      ) -> tuple[Candidates, np.ndarray, list[str | None], pa.Table]:
     """A batch's candidates, each one's embedding row (-1: not scored), its image's tar and
-    its fetch result (a row of `fetch`'s columns, null where it has none)."""
+    its fetch result (a row of `fetch`'s columns, null where it has none). Only the columns
+    the rules read as text become Python lists (every object a batch makes churns memory)."""
     urls = batch.column("url").to_pylist()
     fetched = fetch.gather(fetch.rows(urls))
-    column = {name: _column(fetched, name) for name in FETCH_COLUMNS}
+    text = {name: _column(fetched, name) for name in TEXT_FETCH_COLUMNS}
+    number = {name: _ints(fetched, name) for name in ("width", "height", "bytes", "pdq_quality")}
     pair_ids = batch.column("pair_id").to_numpy()
     rows = embedded.rows(pair_ids)
     candidates = Candidates(
         pair_id=pair_ids, url=urls, text=batch.column("text").to_pylist(),
         language=batch.column("language").to_pylist(),
-        fetch_status=column["status"], fetch_reason=column["reason"],
-        fetch_detail=column["detail"], width=_ints(column["width"]),
-        height=_ints(column["height"]), bytes=_ints(column["bytes"]),
-        sha256=column["sha256"], md5=column["md5"], sha1=column["sha1"], pdq=column["pdq"],
-        pdq_quality=_ints(column["pdq_quality"]), similarity=embedded.similarities(rows))
-    return candidates, rows, column["tar"], fetched
+        fetch_status=text["status"], fetch_reason=text["reason"],
+        fetch_detail=text["detail"], width=number["width"], height=number["height"],
+        bytes=number["bytes"], sha256=text["sha256"], md5=text["md5"], sha1=text["sha1"],
+        pdq=text["pdq"], pdq_quality=number["pdq_quality"],
+        similarity=embedded.similarities(rows))
+    return candidates, rows, text["tar"], fetched
+
+
+TEXT_FETCH_COLUMNS = ("status", "reason", "detail", "sha256", "md5", "sha1", "pdq", "tar")
 
 
 def _column(table: pa.Table, name: str) -> list:
@@ -266,8 +297,12 @@ def _column(table: pa.Table, name: str) -> list:
     return table.column(name).to_pylist()
 
 
-def _ints(values: list) -> np.ndarray:
-    return np.array([-1 if v is None else v for v in values], np.int64)
+def _ints(table: pa.Table, name: str) -> np.ndarray:
+    """An integer column as int64, -1 where null or missing."""
+    if name not in table.column_names:
+        return np.full(table.num_rows, -1, np.int64)
+    column = pc.fill_null(table.column(name), -1).cast(pa.int64())
+    return column.to_numpy() if table.num_rows else np.zeros(0, np.int64)
 
 
 # -- model scores ----------------------------------------------------------------------------
@@ -414,9 +449,10 @@ def _passing_pairs(batch: pa.Table, fetched: pa.Table, candidates: Candidates,
 
 
 def _write_embeddings(embeddings: Embeddings, totals: ShardTotals, output: Folder,
-                      chunk: int = 65_536) -> None:
-    """The passing pairs' embeddings, in the order of pairs.parquet."""
-    pair_ids, rows, similarity = totals.kept_columns()
+                      chunk: int = 16_384) -> None:
+    """The passing pairs' embeddings, in the order of pairs.parquet, `chunk` rows at a time
+    (a chunk's rows and the memory-mapped pages they touch are resident: ~0.1 GB)."""
+    pair_ids, rows, similarity = totals.kept.columns()
     dim = embeddings.image.shape[1]
     with EmbeddingWriter(output, len(pair_ids), dim) as writer:
         for start in range(0, len(pair_ids), chunk):

@@ -10,7 +10,8 @@ included, see measure.py).
 - `publish`: `publish_release` end to end (parts, indexes, card, manifest) on synthetic
   shards committed through every stage, built once per size: N passing pairs in shards of
   `--shard-rows` (default 1,000,000; each repeats 2 % of the shard before's pairs, withheld
-  as duplicates), float16 image and text embeddings (`--dim`, 512 = ViT-B/32), parts of
+  as duplicates), float16 image and text embeddings of zeros (`--dim`, 512 = ViT-B/32;
+  sparse files: a release still reads, copies and writes every row), parts of
   1,000,000 rows. `--module` runs another `publish.py` beside the package's on the same
   shards (e.g. an older commit's, from `git show REV:laion_assets/pipeline/release/
   publish.py`); `files_digest` (every file's sha256 but the card's) must match.
@@ -21,8 +22,9 @@ included, see measure.py).
   beside the package's on the same shard (e.g. the batch-less one, from `git show
   1474334^:laion_assets/pipeline/safety/stage.py`); `check` must match between them.
 
-The disk holds the shards and a release while it is measured (2 x N x dim x 4 bytes of
-embeddings, plus the parquet): 3 M rows at dim 512 need ~14 GB under $TMPDIR.
+The disk holds a release while it is measured (2 x N x dim x 2 bytes of embeddings, plus
+the parquet): 10 M rows at dim 512 need ~22 GB under $TMPDIR; a safety shard of N
+candidates ~N x dim x 2 bytes (half are fetched and embedded) plus ~0.2 KB a candidate.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ bounded sample (`TRAIN_POINTS_PER_LIST` a list), the vectors are added batch by 
 partial indexes written to disk, and those are merged into the on-disk lists. Serving maps
 `image.ivfdata` (nothing of it loaded into RAM, so a 10 M index is not held twice); "more
 like this" reads the row's embedding from the release's own `img_emb` part. Why faiss IVF
-and not usearch HNSW (whose build costs ~30 CPU-minutes a million rows here): BENCHMARKS.md,
+and not usearch HNSW (whose build costs ~35 CPU-minutes a million rows here): BENCHMARKS.md,
 "kNN index".
 """
 

@@ -75,12 +75,14 @@ class _Sorted:
     """Keys sorted (stable) with their original positions: the last of equal keys wins."""
 
     keys: np.ndarray
-    positions: np.ndarray
+    positions: np.ndarray  # int32 below 2**31 keys (4 bytes a key, not 8)
 
     @classmethod
     def of(cls, keys: np.ndarray) -> _Sorted:
+        """Sorted in place: `keys` is consumed (no second copy of the shard's keys)."""
         order = np.argsort(keys, kind="stable")
-        return cls(keys[order], order)
+        keys.sort(kind="stable")
+        return cls(keys, order.astype(np.int32) if len(keys) < 2**31 else order)
 
     def find(self, wanted: np.ndarray) -> np.ndarray:
         """Each wanted key's position (the last one among duplicates), -1 when absent."""
@@ -103,9 +105,11 @@ class FetchResults:
 
     @classmethod
     def open(cls, file: pq.ParquetFile, where: str = "results.parquet") -> FetchResults:
-        numbers = [key_number(batch.column(0), where) for batch in
-                   file.iter_batches(batch_size=1 << 20, columns=["url_key"], use_threads=False)]
-        keys = np.concatenate(numbers) if numbers else np.zeros(0, np.uint64)
+        keys, start = np.empty(file.metadata.num_rows, np.uint64), 0
+        for batch in file.iter_batches(batch_size=1 << 20, columns=["url_key"],
+                                       use_threads=False):
+            keys[start:start + batch.num_rows] = key_number(batch.column(0), where)
+            start += batch.num_rows
         meta = file.metadata
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
         columns = [c for c in FETCH_COLUMNS if c in file.schema_arrow.names]
@@ -148,7 +152,7 @@ class EmbeddingRows:
 
     @classmethod
     def of(cls, embeddings: Embeddings) -> EmbeddingRows:
-        ids = embeddings.ids.column("pair_id").to_numpy()
+        ids = np.array(embeddings.ids.column("pair_id").to_numpy(), np.int64)  # sorted in place
         sims = embeddings.ids.column("similarity").to_numpy(zero_copy_only=False)
         return cls(_Sorted.of(ids), np.asarray(sims, np.float32))
 

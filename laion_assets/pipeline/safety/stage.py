@@ -52,6 +52,7 @@ from laion_assets.pipeline.scoring.stage import histogram
 
 PROBABILITY_BINS = np.linspace(0.0, 1.0, 11)
 AESTHETIC_BINS = np.linspace(0.0, 10.0, 11)  # LAION-Aesthetics scores are about 1..10
+HEAD_ROWS = 8_192  # embeddings a LAION head scores at once
 SAFE_PAIRS_SCHEMA = pa.schema([
     pa.field("pair_id", pa.int64(), nullable=False), ("url", pa.string()),
     ("language", pa.string()), ("crawl", pa.string()), ("shard", pa.string()),
@@ -159,7 +160,9 @@ def _top_fraction_cutoff(similarity: np.ndarray, policy: SafetyPolicy) -> float 
 
 def release_pages(*arrays: np.ndarray) -> None:
     """Drop the pages a memory-mapped array's batch read in from this process (they stay in
-    the page cache): else a shard's embedding files end up resident, its whole size."""
+    the page cache): else a shard's embedding files end up resident, its whole size. Also
+    hands the memory arrow's pool keeps for reuse back (a batch's row groups)."""
+    pa.default_memory_pool().release_unused()
     for array in arrays:
         if isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap):
             array.base.madvise(mmap.MADV_DONTNEED)
@@ -344,12 +347,14 @@ def model_scores(candidates: Candidates, rows: np.ndarray, image_embeddings: np.
 
 
 def _laion_heads(n: int, scored: np.ndarray, embeddings: np.ndarray,
-                 models: SafetyModels) -> dict[str, np.ndarray]:
-    """Each fitting LAION head's score per candidate (NaN where not scored)."""
-    out = {}
-    for column, values in (models.heads.score(embeddings) if models.heads else {}).items():
-        out[column] = np.full(n, np.nan, np.float32)
-        out[column][scored] = values
+                 models: SafetyModels, chunk: int = HEAD_ROWS) -> dict[str, np.ndarray]:
+    """Each fitting LAION head's score per candidate (NaN where not scored), `chunk`
+    embeddings at a time (a head's hidden activations are 4 KB a row)."""
+    out: dict[str, np.ndarray] = {}
+    for start in range(0, max(len(scored), 1), chunk) if models.heads else ():
+        part = scored[start:start + chunk]
+        for column, values in models.heads.score(embeddings[start:start + chunk]).items():
+            out.setdefault(column, np.full(n, np.nan, np.float32))[part] = values
     return out
 
 

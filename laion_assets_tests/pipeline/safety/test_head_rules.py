@@ -139,3 +139,24 @@ def test_a_configured_head_file_wins_over_laions_detector(clip, tmp_path):
     np.testing.assert_array_equal(scores.punsafe[1:], custom.punsafe(scored))
     assert scores.punsafe_detail[1] == "NSFW head"
     assert models.identity()["nsfw"]["source"] == str(path)
+
+
+def test_heads_scored_in_chunks_give_the_scores_of_one_pass():
+    """The stage scores LAION's heads a few thousand embeddings at a time (memory): each
+    candidate gets the score one pass over all embeddings gives (to float32 rounding: the
+    matrix kernels block by batch size, as the stage's batches always did), NaN elsewhere."""
+    from laion_assets.pipeline.safety.stage import _laion_heads
+
+    heads = ClipHeads.for_model("ViT-B-32", 512)
+    embeddings = np.random.default_rng(3).standard_normal((10, 512)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    scored = np.array([0, 2, 3, 5, 6, 7, 9, 11, 12, 13])
+    models = SafetyModels(lambda prompts: np.zeros((len(prompts), 512)), heads=heads)
+    chunked = _laion_heads(14, scored, embeddings, models, chunk=3)
+    whole = heads.score(embeddings)
+    assert set(chunked) == set(whole) == {"punsafe", "aesthetic", "pviolence"}
+    for column, values in whole.items():
+        np.testing.assert_allclose(chunked[column][scored], values, rtol=1e-5, atol=1e-9)
+        assert np.isnan(np.delete(chunked[column], scored)).all()
+    none = _laion_heads(2, np.zeros(0, np.int64), embeddings[:0], models, chunk=3)
+    assert set(none) == set(whole) and all(np.isnan(v).all() for v in none.values())

@@ -12,6 +12,7 @@ scored and no rule excludes it; otherwise each rule that hit it is a row of
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -161,11 +162,28 @@ def _top_fraction_cutoff(similarity: np.ndarray, policy: SafetyPolicy) -> float 
 def release_pages(*arrays: np.ndarray) -> None:
     """Drop the pages a memory-mapped array's batch read in from this process (they stay in
     the page cache): else a shard's embedding files end up resident, its whole size. Also
-    hands the memory arrow's pool keeps for reuse back (a batch's row groups)."""
+    hands back what the allocators keep for reuse after a batch: arrow's pool (a batch's row
+    groups) and glibc's free pages in every thread's arena (`malloc_trim`: a 15 M-candidate
+    run's smaps showed 0.3 GB resident in 64 MB thread arenas, 0.3 GB in the heap without
+    it)."""
     pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
     for array in arrays:
         if isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap):
             array.base.madvise(mmap.MADV_DONTNEED)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, for `malloc_trim` (None elsewhere: macOS, musl)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
 
 
 def _remembered(encode: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]], np.ndarray]:

@@ -193,11 +193,8 @@ class PairExtractor:
             width = height = None
             if reason is None:
                 w, h = attrs.get("width"), attrs.get("height")
-                if w or h:  # "640" read here; anything else by `dimension`
-                    width = (int(w) if w and w.isdigit() and w.isascii() and len(w) < 7
-                             else dimension(attrs, "width"))
-                    height = (int(h) if h and h.isdigit() and h.isascii() and len(h) < 7
-                              else dimension(attrs, "height"))
+                if w or h:
+                    width, height = dimension(attrs, "width"), dimension(attrs, "height")
                     if pixels and _is_pixel(width, height):
                         reason = "tracking_pixel"
             if reason is not None:

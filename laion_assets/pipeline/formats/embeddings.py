@@ -194,3 +194,34 @@ def write_npy_header(handle: BinaryIO, rows: int, dim: int) -> None:
     header = {"descr": np.lib.format.dtype_to_descr(EMBEDDING_DTYPE), "fortran_order": False,
               "shape": (rows, dim)}
     np.lib.format.write_array_header_1_0(handle, header)
+
+
+class NpyRows:
+    """Rows of a 2-D `.npy` file read from an open binary file: consecutive ones (`take`) or
+    one by position (`row`, one seek), never the whole array."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        version = np.lib.format.read_magic(handle)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(handle)
+        self.handle, self.dtype, self.start = handle, dtype, handle.tell()
+        self.count = shape[0]
+        self.dim = shape[1] if len(shape) > 1 else 0
+
+    def take(self, rows: int) -> np.ndarray:
+        """The next `rows` rows."""
+        size = rows * self.dim * self.dtype.itemsize
+        data = self.handle.read(size)
+        if len(data) != size:
+            raise EmbeddingCountError(f"{getattr(self.handle, 'path', self.handle)}: ends "
+                                      f"before the rows its parquet part holds")
+        return np.frombuffer(data, self.dtype).reshape(rows, self.dim)
+
+    def row(self, row: int) -> np.ndarray:
+        """Row `row`."""
+        if self.dim == 0 or not 0 <= row < self.count:
+            raise IndexError(f"{getattr(self.handle, 'path', self.handle)}: no row {row} in "
+                             f"an array of {self.count} rows")
+        self.handle.seek(self.start + row * self.dim * self.dtype.itemsize)
+        return self.take(1)[0]

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from faiss.contrib.ondisk import merge_ondisk
 
 from laion_assets.pipeline.core.store import DatasetStore, StoreError
-from laion_assets.pipeline.formats.embeddings import _load_npy
+from laion_assets.pipeline.formats.embeddings import NpyRows, _load_npy
 from laion_assets.pipeline.release.publish import read_release
 
 KNN = "knn"
@@ -236,19 +236,6 @@ class Hit:
     similarity: float
 
 
-def _npy_row(store: DatasetStore, path: str, row: int) -> np.ndarray:
-    """Row `row` of a 2-d `.npy` file, read with one seek (no whole part loaded)."""
-    with store.open(path) as handle:
-        major, _ = np.lib.format.read_magic(handle)
-        read_header = (np.lib.format.read_array_header_1_0 if major == 1
-                       else np.lib.format.read_array_header_2_0)
-        shape, _, dtype = read_header(handle)
-        if len(shape) != 2 or not 0 <= row < shape[0]:
-            raise IndexError(f"{store.uri(path)}: no row {row} in an array of shape {shape}")
-        handle.seek(handle.tell() + row * shape[1] * dtype.itemsize)
-        return np.frombuffer(handle.read(shape[1] * dtype.itemsize), dtype=dtype)
-
-
 class KnnIndex:
     """A committed index opened for serving: its lists memory-mapped from the store (local)
     or from a local cache folder they are fetched to once (an object store), and the row
@@ -287,7 +274,8 @@ class KnnIndex:
             raise IndexError(f"row {row} is not in the index ({len(self)} rows)")
         part, part_row = int(self._part[row]), int(self._part_row[row])
         path = f"{self._release_folder}/img_emb/part-{part:05d}.npy"
-        return _npy_row(self.store, path, part_row).astype(np.float32)
+        with self.store.open(path) as handle:
+            return NpyRows(handle).row(part_row).astype(np.float32)
 
     def search(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
         """The `k` nearest rows to one vector (cosine: the query is normalised, the release's

@@ -68,7 +68,12 @@ from laion_assets.pipeline.core.manifests import (
     require_current,
 )
 from laion_assets.pipeline.core.store import DatasetStore, StoreError
-from laion_assets.pipeline.formats.embeddings import IMAGE_FILE, TEXT_FILE, write_npy_header
+from laion_assets.pipeline.formats.embeddings import (
+    IMAGE_FILE,
+    TEXT_FILE,
+    NpyRows,
+    write_npy_header,
+)
 from laion_assets.pipeline.formats.webdataset import url_key
 from laion_assets.pipeline.release.card import dataset_card
 from laion_assets.pipeline.release.index import write_indexes
@@ -569,7 +574,7 @@ def _part_row_groups(store: DatasetStore, folder: str, part: int
         data_file = pq.ParquetFile(data_handle, pre_buffer=False)
         provenance = pq.ParquetFile(provenance_handle, pre_buffer=False).iter_batches(
             batch_size=ROW_GROUP_ROWS, use_threads=False)
-        image, text = _NpyRows(image_handle), _NpyRows(text_handle)
+        image, text = NpyRows(image_handle), NpyRows(text_handle)
         pending = PROVENANCE_SCHEMA.empty_table()
         for group in range(data_file.num_row_groups):
             data = data_file.read_row_group(group, use_threads=False)
@@ -579,27 +584,6 @@ def _part_row_groups(store: DatasetStore, folder: str, part: int
             rows = data.num_rows
             yield data, pending.slice(0, rows), image.take(rows), text.take(rows)
             pending = pending.slice(rows)
-
-
-class _NpyRows:
-    """Consecutive rows of a 2-D `.npy` file read from an open binary file."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        version = np.lib.format.read_magic(handle)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, _, dtype = read_header(handle)
-        self.handle, self.dtype = handle, dtype
-        self.count = shape[0]
-        self.dim = shape[1] if len(shape) > 1 else 0
-
-    def take(self, rows: int) -> np.ndarray:
-        size = rows * self.dim * self.dtype.itemsize
-        data = self.handle.read(size)
-        if len(data) != size:
-            raise ReleaseError(f"{getattr(self.handle, 'path', self.handle)}: ends before "
-                               f"the rows its parquet part holds")
-        return np.frombuffer(data, self.dtype).reshape(rows, self.dim)
 
 
 def _blocked(pairs: pa.Table, ctx: PublishContext) -> dict[int, tuple[str, str]]:
@@ -662,7 +646,7 @@ def _shard_batches(store: DatasetStore, safety: SafetyFilteredPairsManifest, bat
           store.open(safety.path(IMAGE_FILE)) as image_handle,
           store.open(safety.path(TEXT_FILE)) as text_handle):
         pairs = pq.ParquetFile(pairs_handle, pre_buffer=False)
-        image, text = _NpyRows(image_handle), _NpyRows(text_handle)
+        image, text = NpyRows(image_handle), NpyRows(text_handle)
         expected = pairs.metadata.num_rows
         for name, rows in ((IMAGE_FILE, image), (TEXT_FILE, text)):
             if rows.count != expected:

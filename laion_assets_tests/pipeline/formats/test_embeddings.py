@@ -10,6 +10,7 @@ from laion_assets.pipeline.formats.embeddings import (
     TEXT_FILE,
     EmbeddingCountError,
     EmbeddingWriter,
+    NpyRows,
     read_embeddings,
 )
 
@@ -155,3 +156,19 @@ def test_mismatched_files_are_refused(tmp_path):
     (tmp_path / "a" / TEXT_FILE).write_bytes((tmp_path / "b" / TEXT_FILE).read_bytes())
     with pytest.raises(ValueError, match="do not belong together"):
         read_embeddings(str(tmp_path / "a"))
+
+
+def test_npy_rows_reads_consecutive_rows_and_one_row_by_position(tmp_path):
+    values = np.arange(5 * 3, dtype=np.float16).reshape(5, 3)
+    path = tmp_path / "a.npy"
+    np.save(path, values)
+    with open(path, "rb") as handle:
+        rows = NpyRows(handle)
+        assert (rows.count, rows.dim) == (5, 3)
+        np.testing.assert_array_equal(rows.take(2), values[:2])
+        np.testing.assert_array_equal(rows.row(4), values[4])
+        with pytest.raises(IndexError, match="no row 5"):
+            rows.row(5)
+    np.save(path, values[:2])
+    with open(path, "rb") as handle, pytest.raises(EmbeddingCountError, match="ends before"):
+        NpyRows(handle).take(3)

@@ -2,6 +2,10 @@
 mapping across parts (one of them empty), atomic commit beside the version, lists served
 memory-mapped, a build in several batches, an object store."""
 
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import faiss
@@ -184,3 +188,62 @@ def test_a_large_release_gets_inverted_lists_that_find_planted_vectors(release, 
     index = knn.open_ivf(str(tmp_path), params["nprobe"])
     rows = _search_rows(index, vectors[::50], k=1)
     assert [r[0] for r in rows] == list(range(0, len(vectors), 50))
+
+
+def test_two_builds_at_once_commit_one_whole_index(tmp_path):
+    """Two builders of one version's index at once: each commit is whole, the one that is
+    current loads and finds its planted rows."""
+    store = DatasetStore(str(tmp_path / "store"))
+    vectors, hashes = _write_release(store)
+    start = threading.Barrier(2)
+    results, errors = [], []
+
+    def build():
+        start.wait()
+        try:
+            results.append(build_index(store, NAME, 1, threads=1))
+        except Exception as exc:  # noqa: BLE001 - the test asserts there are none
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(results) == 2
+    current = read_index_manifest(store, NAME, 1)
+    assert current["index_file"] in {r["index_file"] for r in results}
+    index = load_index(store, NAME, 1)
+    for row in (0, 1999):
+        hit = index.search(vectors[row].astype(np.float32), k=1)[0]
+        assert (hit.row, hit.hash) == (row, hashes[row])
+
+
+KILLED_BUILDER = """
+import os, signal, sys
+from laion_assets.pipeline.core.store import DatasetStore
+from laion_assets.pipeline.release import knn
+
+built = knn.build_ivf
+def build_then_die(*args, **kwargs):
+    built(*args, **kwargs)  # the index files are written, not committed
+    os.kill(os.getpid(), signal.SIGKILL)
+knn.build_ivf = build_then_die
+knn.build_index(DatasetStore(sys.argv[1]), sys.argv[2], 1, threads=1)
+"""
+
+
+def test_a_build_killed_before_its_commit_leaves_no_index_and_the_rerun_builds(tmp_path):
+    root = tmp_path / "store"
+    store = DatasetStore(str(root))
+    vectors, hashes = _write_release(store)
+    child = subprocess.run([sys.executable, "-c", KILLED_BUILDER, str(root), NAME],
+                           capture_output=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    assert list(root.glob("knn/**/image.ivfdata")), "the killed build wrote its files"
+    assert read_index_manifest(store, NAME, 1) is None
+    with pytest.raises(StoreError, match="no kNN index built"):
+        load_index(store, NAME, 1)
+    build_index(store, NAME, 1, threads=1)
+    hit = load_index(store, NAME, 1).search(vectors[5].astype(np.float32), k=1)[0]
+    assert (hit.row, hit.hash) == (5, hashes[5])
